@@ -1,0 +1,1 @@
+"""Enrolink: the composition root (settings, ASGI app, command line, embedded dev servers)."""

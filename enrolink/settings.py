@@ -1,0 +1,190 @@
+"""Settings read from ``ENROLINK_*`` environment variables, validated once at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "ENROLINK_"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable and the expected form."""
+
+
+class Settings(BaseSettings):
+    """Every setting of Enrolink. Each field is read from ``ENROLINK_<FIELD NAME IN CAPITALS>``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    environment: Literal["development", "production"] = Field(
+        "production", description="development turns on GraphiQL and console logs."
+    )
+    database_url: str | None = Field(
+        None,
+        description="PostgreSQL URL, e.g. postgresql://user:password@host:5432/enrolink. "
+        "Unset under `enrolink dev`: an embedded PostgreSQL is started.",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL for the Celery broker, e.g. redis://host:6379/0. "
+        "Unset under `enrolink dev`: an embedded Redis is started.",
+    )
+    data_dir: Path = Field(
+        Path(".enrolink"), description="Folder for the embedded PostgreSQL and Redis data."
+    )
+    log_format: Literal["auto", "console", "json"] = Field(
+        "auto", description="auto: console in development, JSON otherwise."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    http_host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    http_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+
+    db_pool_size: Annotated[int, Field(ge=1, le=200)] = Field(
+        10, description="Connections kept open per API or worker process."
+    )
+    db_max_overflow: Annotated[int, Field(ge=0, le=200)] = Field(
+        5, description="Extra connections allowed above the pool size under load."
+    )
+    db_pool_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    db_statement_timeout_ms: Annotated[int, Field(ge=0)] = Field(
+        30_000,
+        description="PostgreSQL statement_timeout per connection in milliseconds; 0 is none.",
+    )
+    db_prepared_statement_cache_size: Annotated[int, Field(ge=0)] = Field(
+        100,
+        description="asyncpg prepared statements cached per connection; set 0 behind a "
+        "transaction-mode pooler that cannot keep prepared statements.",
+    )
+
+    default_page_size: Annotated[int, Field(ge=1)] = Field(
+        100, description="Page size of a connection when `first` is not given."
+    )
+    max_page_size: Annotated[int, Field(ge=1)] = Field(
+        500, description="Largest `first` a connection accepts."
+    )
+
+    graphiql: bool | None = Field(
+        None, description="Serve GraphiQL at /graphql in a browser; unset: on in development only."
+    )
+    introspection: bool | None = Field(
+        None, description="Allow schema introspection; unset: on in development only."
+    )
+    field_suggestions: bool = Field(
+        False, description="Add 'Did you mean' hints to validation errors (they reveal the schema)."
+    )
+    max_query_depth: Annotated[int, Field(ge=1)] = 12
+    max_aliases: Annotated[int, Field(ge=1)] = 30
+    max_tokens: Annotated[int, Field(ge=1)] = 5_000
+    max_query_cost: Annotated[int, Field(ge=1)] = Field(
+        200_000,
+        description="Estimated objects a query may return: page sizes multiply down the tree.",
+    )
+    max_body_bytes: Annotated[int, Field(ge=1024)] = Field(
+        1_048_576, description="Largest HTTP request body in bytes."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins allowed by CORS, as a JSON list, e.g. ["https://portal.example.org"].',
+    )
+
+    roll_up_queue: str = "roll_up"
+    reconcile_queue: str = "reconcile"
+    outbox_relay_interval_seconds: Annotated[float, Field(gt=0)] = Field(
+        5.0, description="How often beat runs the outbox relay."
+    )
+    outbox_republish_after_seconds: Annotated[float, Field(gt=0)] = Field(
+        120.0,
+        description="A published outbox row still unprocessed after this many seconds is sent "
+        "again (Redis may have lost it).",
+    )
+    reconcile_interval_seconds: Annotated[float, Field(gt=0)] = Field(
+        300.0, description="How often beat runs the orphaned-link reconciler."
+    )
+    reconcile_batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1_000
+    task_visibility_timeout_seconds: Annotated[int, Field(ge=60)] = Field(
+        3_600, description="Redis redelivers an unacknowledged task after this many seconds."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme, separator, rest = value.partition("://")
+        if not separator or scheme not in {"postgres", "postgresql", "postgresql+asyncpg"}:
+            raise ValueError(
+                "expected a PostgreSQL URL such as postgresql://user:password@host:5432/enrolink"
+            )
+        return f"postgresql+asyncpg://{rest}"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "redis+socket://", "unix://")):
+            raise ValueError(
+                "expected a Redis URL such as redis://host:6379/0 or redis+socket:///path/redis.sock"
+            )
+        return value
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return self.is_development if self.graphiql is None else self.graphiql
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return self.is_development if self.introspection is None else self.introspection
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise SettingsError(
+                f"{ENV_PREFIX}DATABASE_URL is not set. Set it to a PostgreSQL URL such as "
+                "postgresql://user:password@host:5432/enrolink, or run `enrolink dev` to use an "
+                "embedded PostgreSQL."
+            )
+        return self.database_url
+
+    def require_redis_url(self) -> str:
+        if self.redis_url is None:
+            raise SettingsError(
+                f"{ENV_PREFIX}REDIS_URL is not set. Set it to a Redis URL such as "
+                "redis://host:6379/0, or run `enrolink dev` to use an embedded Redis."
+            )
+        return self.redis_url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment, turning validation errors into one clear message."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            field = ".".join(str(part) for part in item["loc"])
+            variable = f"{ENV_PREFIX}{field.upper()}"
+            problems.append(f"{variable}: {item['msg']} (got {item.get('input')!r})")
+        raise SettingsError("Invalid settings. " + "; ".join(problems)) from None
+    if settings.default_page_size > settings.max_page_size:
+        raise SettingsError(
+            f"{ENV_PREFIX}DEFAULT_PAGE_SIZE ({settings.default_page_size}) is larger than "
+            f"{ENV_PREFIX}MAX_PAGE_SIZE ({settings.max_page_size}); lower the default or raise "
+            "the maximum."
+        )
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Enrolink's data model and domain operations. Never imports ``schema`` or ``workers``."""

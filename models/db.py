@@ -1,0 +1,62 @@
+"""Async engine and session factory. The caller owns the transaction: nothing here commits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+
+def create_engine(
+    database_url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 5,
+    pool_timeout_seconds: float = 10.0,
+    statement_timeout_ms: int = 30_000,
+    prepared_statement_cache_size: int = 100,
+    application_name: str = "enrolink",
+    **engine_options: Any,
+) -> AsyncEngine:
+    """Create the engine of one process; create it once per event loop and dispose it on exit."""
+    server_settings = {"application_name": application_name, "timezone": "UTC"}
+    if statement_timeout_ms:
+        server_settings["statement_timeout"] = str(statement_timeout_ms)
+    return create_async_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout_seconds,
+        # A connection that PostgreSQL dropped (restart, failover) is replaced before use
+        # instead of failing the request that drew it from the pool.
+        pool_pre_ping=True,
+        connect_args={
+            "server_settings": server_settings,
+            "prepared_statement_cache_size": prepared_statement_cache_size,
+        },
+        **engine_options,
+    )
+
+
+def create_engine_from_settings(settings: Any, *, application_name: str) -> AsyncEngine:
+    """Create the engine from :class:`enrolink.settings.Settings` without importing it."""
+    return create_engine(
+        settings.require_database_url(),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout_seconds=settings.db_pool_timeout_seconds,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+        prepared_statement_cache_size=settings.db_prepared_statement_cache_size,
+        application_name=application_name,
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # expire_on_commit=False: objects stay readable after the request commits, so payloads can
+    # be shaped without touching the database again (which async code cannot do implicitly).
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
