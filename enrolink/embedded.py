@@ -39,7 +39,7 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        return f"redis+socket://{self.server.socket_file}"
+        return f"unix://{self.server.socket_file}"
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -146,6 +146,20 @@ class Settings(BaseSettings):
     def introspection_enabled(self) -> bool:
         return self.is_development if self.introspection is None else self.introspection
 
+    def redis_client_url(self) -> str:
+        """Return the Redis URL in the form redis-py accepts (``unix://`` for a socket)."""
+        url = self.require_redis_url()
+        if url.startswith("redis+socket://"):
+            return "unix://" + url.removeprefix("redis+socket://")
+        return url
+
+    def broker_url(self) -> str:
+        """Return the Redis URL in the form Celery's transport accepts (``redis+socket://``)."""
+        url = self.require_redis_url()
+        if url.startswith("unix://"):
+            return "redis+socket://" + url.removeprefix("unix://")
+        return url
+
     def require_database_url(self) -> str:
         if self.database_url is None:
             raise SettingsError(

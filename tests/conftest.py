@@ -26,13 +26,13 @@ from models.migrate import upgrade_to_head
 
 
 def _asyncpg_url(url: str) -> str:
-    scheme, _, rest = url.partition("://")
+    _, _, rest = url.partition("://")
     return f"postgresql+asyncpg://{rest}"
 
 
 def _plain_url(url: str) -> str:
     """Return the URL in the form asyncpg.connect accepts (no SQLAlchemy driver suffix)."""
-    scheme, _, rest = url.partition("://")
+    _, _, rest = url.partition("://")
     return f"postgresql://{rest}"
 
 
