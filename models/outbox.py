@@ -9,6 +9,8 @@ down or the process dies between commit and publish.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,9 +20,18 @@ from models.tables import Enrolment, EnrolmentLink, OutboxMessage
 ROLL_UP_TASK = "enrolink.roll_up"
 RECONCILE_TASK = "enrolink.reconcile"
 
-# Key in AsyncSession.info under which the ids of outbox rows written by this session wait to be
+# Key in AsyncSession.info under which the outbox rows written by this session wait to be
 # published once the transaction commits.
-PENDING_KEY = "enrolink.outbox_ids"
+PENDING_KEY = "enrolink.outbox_messages"
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    """An outbox row written in this transaction, to publish once it has committed."""
+
+    outbox_id: int
+    task_name: str
+    payload: dict[str, Any]
 
 
 async def request_roll_up(
@@ -41,17 +52,22 @@ async def request_roll_up(
         .values(roll_up_version=Enrolment.roll_up_version + 1)
         .execution_options(synchronize_session=False)
     )
+    return await enqueue(
+        session, ROLL_UP_TASK, {"administrative_enrolment_ids": ids, "reason": reason}
+    )
+
+
+async def enqueue(session: AsyncSession, task_name: str, payload: dict[str, Any]) -> int:
+    """Write an outbox row for a task; it is published only after the transaction commits."""
     outbox_id = (
         await session.execute(
             insert(OutboxMessage)
-            .values(
-                task_name=ROLL_UP_TASK,
-                payload={"administrative_enrolment_ids": ids, "reason": reason},
-            )
+            .values(task_name=task_name, payload=payload)
             .returning(OutboxMessage.id)
         )
     ).scalar_one()
-    session.info.setdefault(PENDING_KEY, []).append(outbox_id)
+    pending: list[PendingMessage] = session.info.setdefault(PENDING_KEY, [])
+    pending.append(PendingMessage(outbox_id, task_name, payload))
     return outbox_id
 
 
@@ -75,23 +91,17 @@ async def request_roll_up_for_sessions(
     return await request_roll_up(session, administrative_ids, reason=reason)
 
 
-def pending_outbox_ids(session: AsyncSession) -> list[int]:
-    """Return and forget the ids of outbox rows this session wrote; call after commit."""
-    ids: list[int] = session.info.pop(PENDING_KEY, [])
-    return ids
+def take_pending(session: AsyncSession) -> list[PendingMessage]:
+    """Return and forget the outbox rows this session wrote; call after commit."""
+    pending: list[PendingMessage] = session.info.pop(PENDING_KEY, [])
+    return pending
 
 
-def forget_pending(session: AsyncSession) -> None:
-    """Drop the pending ids after a rollback: those rows no longer exist."""
-    session.info.pop(PENDING_KEY, None)
+def pending_count(session: AsyncSession) -> int:
+    return len(session.info.get(PENDING_KEY, []))
 
 
-__all__ = [
-    "PENDING_KEY",
-    "RECONCILE_TASK",
-    "ROLL_UP_TASK",
-    "forget_pending",
-    "pending_outbox_ids",
-    "request_roll_up",
-    "request_roll_up_for_sessions",
-]
+def forget_pending(session: AsyncSession, *, keep: int = 0) -> None:
+    """Drop pending rows after a rollback (to a savepoint: keep the first ``keep``)."""
+    pending: list[PendingMessage] = session.info.get(PENDING_KEY, [])
+    del pending[keep:]
