@@ -17,8 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from enrolink.graphql_view import EnrolinkGraphQL, Publisher
 from enrolink.settings import Settings, get_settings
 from models.db import create_engine_from_settings, create_sessionmaker
+from models.outbox import PendingMessage
+from schema import build_schema
 
 log = structlog.get_logger(__name__)
 
@@ -63,9 +66,25 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the application; the engine and the Redis client live as long as the app."""
+def create_graphql(settings: Settings, publisher: Publisher | None) -> EnrolinkGraphQL:
+    schema = build_schema(disable_field_suggestions=not settings.field_suggestions)
+    return EnrolinkGraphQL(
+        schema,
+        graphql_ide="graphiql" if settings.graphiql_enabled else None,
+        allow_queries_via_get=True,
+        multipart_uploads_enabled=False,
+        publisher=publisher,
+    )
+
+
+def create_app(settings: Settings | None = None, publisher: Publisher | None = None) -> Starlette:
+    """Build the application; the engine and the Redis client live as long as the app.
+
+    ``publisher`` sends outbox messages after commit; by default the Celery publisher from
+    ``workers`` is used when it is installed.
+    """
     settings = settings or get_settings()
+    graphql = create_graphql(settings, publisher)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -75,16 +94,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             socket_connect_timeout=READINESS_TIMEOUT_SECONDS,
             socket_timeout=READINESS_TIMEOUT_SECONDS,
         )
+        sessionmaker = create_sessionmaker(engine)
         app.state.enrolink = AppState(
-            settings=settings,
-            engine=engine,
-            sessionmaker=create_sessionmaker(engine),
-            redis=redis_client,
+            settings=settings, engine=engine, sessionmaker=sessionmaker, redis=redis_client
         )
+        if graphql.publisher is None:
+            graphql.publisher = _default_publisher(sessionmaker)
         log.info("api.started")
         try:
             yield
         finally:
+            await graphql.drain()
             await redis_client.aclose()
             await engine.dispose()
             log.info("api.stopped")
@@ -92,5 +112,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _default_publisher(sessionmaker: async_sessionmaker[AsyncSession]) -> Publisher | None:
+    """Return the Celery publisher bound to this app's sessionmaker."""
+    try:
+        from workers.publisher import publish_pending
+    except ImportError:
+        # NOTE: only while the workers package is absent; the relay still sends every row.
+        log.warning("outbox.publisher_missing")
+        return None
+
+    async def publish(messages: list[PendingMessage]) -> None:
+        await publish_pending(messages, sessionmaker)
+
+    return publish

@@ -1,0 +1,120 @@
+"""The /graphql endpoint: one session and one transaction per request, committed once.
+
+Mutations run their domain operations in savepoints (see schema.context.Context.write); this
+view commits after the whole operation has executed, then hands the outbox messages written in
+the transaction to the publisher, which sends them to the broker in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLRequestData
+from strawberry.http.async_base_view import AsyncHTTPRequestAdapter
+from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET
+
+from models.enums import TokenRole
+from models.outbox import PendingMessage, take_pending
+from schema.context import Caller, Context
+
+log = structlog.get_logger(__name__)
+
+Publisher = Callable[[list[PendingMessage]], Awaitable[None]]
+
+
+class EnrolinkGraphQL(GraphQL[Context, None]):
+    def __init__(self, *args: Any, publisher: Publisher | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.publisher = publisher
+        # Strong references to publishing tasks, so they are not garbage-collected mid-flight.
+        self.background: set[asyncio.Task[None]] = set()
+
+    async def run(  # type: ignore[override]
+        self, request: Request | WebSocket, context: Any = UNSET, root_value: Any = UNSET
+    ) -> Response | WebSocket:
+        if isinstance(request, WebSocket):
+            await request.close(code=4404)
+            return request
+        state = request.app.state.enrolink
+        caller: Caller = getattr(request.state, "caller", None) or Caller(role=TokenRole.STAFF)
+        request_id = structlog.contextvars.get_contextvars().get("request_id") or uuid.uuid4().hex
+        async with state.sessionmaker() as session:
+            request_context = Context(
+                session=session,
+                caller=caller,
+                request_id=request_id,
+                default_page_size=state.settings.default_page_size,
+                max_page_size=state.settings.max_page_size,
+            )
+            # Leaving the session block without a commit rolls the transaction back, also when
+            # the client disconnects and the request is cancelled, so no connection leaks.
+            return await super().run(request, context=request_context, root_value=root_value)
+
+    async def execute_single(  # type: ignore[override]
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Any,
+        context: Context,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        result = await super().execute_single(
+            request=request,
+            request_adapter=request_adapter,
+            sub_response=sub_response,
+            context=context,
+            root_value=root_value,
+            request_data=request_data,
+        )
+        if not context.has_writes:
+            return result
+        try:
+            async with context.lock:
+                await context.session.commit()
+        except Exception:
+            log.exception("graphql.commit_failed", request_id=context.request_id)
+            return ExecutionResult(
+                data=None,
+                errors=[
+                    GraphQLError(
+                        "The change could not be saved and nothing was changed. Retry the "
+                        f"request; quote request id {context.request_id} if it fails again.",
+                        extensions={
+                            "code": "INTERNAL_SERVER_ERROR",
+                            "requestId": context.request_id,
+                        },
+                    )
+                ],
+            )
+        messages = take_pending(context.session)
+        if messages and self.publisher is not None:
+            task = asyncio.create_task(self._publish(messages))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
+        return result
+
+    async def _publish(self, messages: list[PendingMessage]) -> None:
+        assert self.publisher is not None
+        try:
+            await self.publisher(messages)
+        except Exception:
+            # The relay publishes whatever is left, so a failure here only delays the task.
+            log.exception(
+                "outbox.publish_failed", outbox_ids=[message.outbox_id for message in messages]
+            )
+
+    async def drain(self, wait_seconds: float = 5.0) -> None:
+        """Wait a little for publishing tasks on shutdown; the relay covers any left over."""
+        if self.background:
+            await asyncio.wait(self.background, timeout=wait_seconds)

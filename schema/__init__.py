@@ -1,0 +1,56 @@
+"""Enrolink's GraphQL schema. Imports ``models``; ``models`` and ``workers`` never import it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.config import StrawberryConfig
+
+from schema.extensions import MaskUnexpectedErrors
+from schema.mutation import Mutation
+from schema.query import Query
+from schema.types import (
+    Attendance,
+    Class,
+    Client,
+    Enrolment,
+    EnrolmentLink,
+    Occurrence,
+    Partner,
+    Payment,
+    Programme,
+    ReconciliationRun,
+    Result,
+    Unit,
+)
+
+# Types reachable only through `node(id:)` must still be part of the schema.
+NODE_TYPES = [
+    Attendance,
+    Class,
+    Client,
+    Enrolment,
+    EnrolmentLink,
+    Occurrence,
+    Partner,
+    Payment,
+    Programme,
+    ReconciliationRun,
+    Result,
+    Unit,
+]
+
+
+def build_schema(
+    *, extensions: list[type[SchemaExtension] | SchemaExtension] | None = None, **config: Any
+) -> strawberry.Schema:
+    """Build the schema; ``extensions`` come before the error masking, which runs last."""
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        types=NODE_TYPES,
+        extensions=[*(extensions or []), MaskUnexpectedErrors],
+        config=StrawberryConfig(**config),
+    )

@@ -1,0 +1,12 @@
+"""Mutations of this area, one module each; `Mutations` collects their fields."""
+
+from __future__ import annotations
+
+import strawberry
+
+from schema.catalogue.create_unit import create_unit
+
+
+@strawberry.type
+class Mutations:
+    create_unit = strawberry.mutation(resolver=create_unit)

@@ -1,0 +1,124 @@
+"""The per-request context: one session, the dataloaders, and who is calling."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import Executable
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.enums import TokenRole
+from models.errors import DomainError, DomainErrors, ErrorCode, domain_error_from_integrity
+from models.outbox import forget_pending, pending_count
+
+if TYPE_CHECKING:
+    from schema.loaders import Loaders
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sends the request: a staff member or a partner bound to one partner organisation."""
+
+    role: TokenRole
+    partner_id: int | None = None
+    token_id: int | None = None
+    name: str = "staff"
+
+    @property
+    def is_partner(self) -> bool:
+        return self.role is TokenRole.PARTNER
+
+
+@dataclass
+class Context:
+    """Everything a resolver needs. Created per request, never shared between requests."""
+
+    session: AsyncSession
+    caller: Caller
+    request_id: str
+    default_page_size: int
+    max_page_size: int
+    # Sibling fields resolve concurrently, but one AsyncSession must never run two statements
+    # at once ("another operation is in progress"), so every use of the session takes this lock.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    has_writes: bool = False
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reset_loaders()
+
+    def reset_loaders(self) -> None:
+        """Start with empty loader caches, so nothing read before a write is served after it."""
+        from schema.loaders import Loaders
+
+        self.loaders = Loaders(self)
+
+    async def scalars(self, statement: Executable) -> Sequence[Any]:
+        async with self.lock:
+            return (await self.session.execute(statement)).scalars().all()
+
+    async def rows(self, statement: Executable) -> Sequence[Row[Any]]:
+        async with self.lock:
+            return (await self.session.execute(statement)).all()
+
+    def page_size(self, first: int | None) -> int:
+        """Return the page size for a connection's ``first`` argument, or raise INVALID_INPUT."""
+        if first is None:
+            return self.default_page_size
+        if first < 0 or first > self.max_page_size:
+            raise DomainError(
+                ErrorCode.INVALID_INPUT,
+                f"first is {first}; ask for between 0 and {self.max_page_size} items per page "
+                "and follow pageInfo.endCursor for more.",
+                field="first",
+            )
+        return first
+
+    def require_staff(self) -> None:
+        if self.caller.role is not TokenRole.STAFF:
+            raise DomainError(
+                ErrorCode.FORBIDDEN,
+                "This token is read-only: partner tokens cannot change data. Use a staff token.",
+            )
+
+    async def write(self, operation: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run one mutation's domain operation in a savepoint of the request's transaction.
+
+        On a DomainError the savepoint is rolled back, so the database is as it was before this
+        mutation, and the error propagates for the payload. A unique violation of a known
+        constraint (a concurrent request won the race) becomes the matching DomainError.
+        The request commits once, after the whole operation.
+        """
+        self.require_staff()
+        async with self.lock:
+            kept = pending_count(self.session)
+            savepoint = await self.session.begin_nested()
+            try:
+                value = await operation(self.session)
+                await self.session.flush()
+            except (DomainError, DomainErrors):
+                await savepoint.rollback()
+                forget_pending(self.session, keep=kept)
+                raise
+            except IntegrityError as error:
+                await savepoint.rollback()
+                forget_pending(self.session, keep=kept)
+                mapped = domain_error_from_integrity(error)
+                if mapped is None:
+                    raise
+                raise mapped from error
+            except BaseException:
+                await savepoint.rollback()
+                forget_pending(self.session, keep=kept)
+                raise
+            await savepoint.commit()
+            self.has_writes = True
+        self.reset_loaders()
+        return value

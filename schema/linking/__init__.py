@@ -1,0 +1,10 @@
+"""Mutations of this area, one module each; `Mutations` collects their fields."""
+
+from __future__ import annotations
+
+import strawberry
+
+
+@strawberry.type
+class Mutations:
+    pass

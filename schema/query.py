@@ -1,0 +1,200 @@
+"""The root Query type."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import strawberry
+from sqlalchemy import Select, or_, select
+
+from models import tables
+from models.enums import OccurrenceKind as OccurrenceKindEnum
+from schema.ids import decode_cursor, encode_cursor, split_id
+from schema.loaders import Page
+from schema.types import (
+    NODE_LOADERS,
+    AttendanceType,
+    Client,
+    Enrolment,
+    InfoT,
+    Node,
+    Occurrence,
+    OccurrenceKind,
+    PageInfo,
+    Partner,
+    Programme,
+    ReconciliationRun,
+    Unit,
+)
+
+NodeT = TypeVar("NodeT")
+
+
+def _edge_type(name: str, node_type: Any) -> Any:
+    return strawberry.type(
+        type(name, (), {"__annotations__": {"cursor": str, "node": node_type}}), name=name
+    )
+
+
+def _connection_type(name: str, edge_type: Any) -> Any:
+    return strawberry.type(
+        type(name, (), {"__annotations__": {"edges": list[edge_type], "page_info": PageInfo}}),
+        name=name,
+    )
+
+
+OccurrenceEdge = _edge_type("OccurrenceEdge", Occurrence)
+OccurrenceConnection = _connection_type("OccurrenceConnection", OccurrenceEdge)
+ClientEdge = _edge_type("ClientEdge", Client)
+ClientConnection = _connection_type("ClientConnection", ClientEdge)
+ReconciliationRunEdge = _edge_type("ReconciliationRunEdge", ReconciliationRun)
+ReconciliationRunConnection = _connection_type("ReconciliationRunConnection", ReconciliationRunEdge)
+UnitEdge = _edge_type("UnitEdge", Unit)
+UnitConnection = _connection_type("UnitConnection", UnitEdge)
+ProgrammeEdge = _edge_type("ProgrammeEdge", Programme)
+ProgrammeConnection = _connection_type("ProgrammeConnection", ProgrammeEdge)
+
+
+async def _page(
+    info: InfoT,
+    statement: Select[Any],
+    model: Any,
+    first: int | None,
+    after: str | None,
+    *,
+    descending: bool = False,
+) -> Page[Any]:
+    context = info.context
+    size = context.page_size(first)
+    after_id = decode_cursor(after)
+    if after_id:
+        statement = statement.where(model.id < after_id if descending else model.id > after_id)
+    order = model.id.desc() if descending else model.id
+    rows = await context.scalars(statement.order_by(order).limit(size + 1)) if size else []
+    return Page(rows=rows[:size], has_next_page=len(rows) > size)
+
+
+def _connection(connection_type: Any, edge_type: Any, page: Page[Any]) -> Any:
+    edges = [edge_type(cursor=encode_cursor(row.id), node=row) for row in page.rows]
+    return connection_type(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
+        ),
+    )
+
+
+def _search_pattern(search: str) -> str:
+    escaped = search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def _by_global_id(info: InfoT, global_id: strawberry.ID, type_name: str) -> Any:
+    parts = split_id(global_id)
+    if parts is None or parts[0] != type_name:
+        return None
+    loader = getattr(info.context.loaders, NODE_LOADERS[type_name])
+    return await loader.load(parts[1])
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Any object by its global id; null when there is none.")
+    async def node(self, info: InfoT, id: strawberry.ID) -> Node | None:
+        parts = split_id(id)
+        if parts is None or parts[0] not in NODE_LOADERS:
+            return None
+        return await _by_global_id(info, id, parts[0])  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def occurrence(self, info: InfoT, id: strawberry.ID) -> Occurrence | None:
+        return await _by_global_id(info, id, "Occurrence")  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def occurrences(
+        self,
+        info: InfoT,
+        first: int | None = None,
+        after: str | None = None,
+        kind: OccurrenceKind | None = None,  # type: ignore[valid-type]
+    ) -> OccurrenceConnection:  # type: ignore[valid-type]
+        statement = select(tables.Occurrence)
+        if kind is not None:
+            statement = statement.where(tables.Occurrence.kind == OccurrenceKindEnum(kind))
+        page = await _page(info, statement, tables.Occurrence, first, after)
+        return _connection(OccurrenceConnection, OccurrenceEdge, page)  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def client(self, info: InfoT, id: strawberry.ID) -> Client | None:
+        return await _by_global_id(info, id, "Client")  # type: ignore[no-any-return]
+
+    @strawberry.field(
+        description="Clients, optionally matching `search` in code, names, email or USI."
+    )
+    async def clients(
+        self,
+        info: InfoT,
+        first: int | None = None,
+        after: str | None = None,
+        search: str | None = None,
+    ) -> ClientConnection:  # type: ignore[valid-type]
+        statement = select(tables.Client)
+        if search and search.strip():
+            pattern = _search_pattern(search)
+            statement = statement.where(
+                or_(
+                    tables.Client.client_code.ilike(pattern, escape="\\"),
+                    tables.Client.given_name.ilike(pattern, escape="\\"),
+                    tables.Client.surname.ilike(pattern, escape="\\"),
+                    tables.Client.email.ilike(pattern, escape="\\"),
+                    tables.Client.usi.ilike(pattern, escape="\\"),
+                )
+            )
+        page = await _page(info, statement, tables.Client, first, after)
+        return _connection(ClientConnection, ClientEdge, page)  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def enrolment(self, info: InfoT, id: strawberry.ID) -> Enrolment | None:
+        return await _by_global_id(info, id, "Enrolment")  # type: ignore[no-any-return]
+
+    @strawberry.field(description="Past reconciler runs, newest first.")
+    async def reconciliation_runs(
+        self, info: InfoT, first: int | None = None, after: str | None = None
+    ) -> ReconciliationRunConnection:  # type: ignore[valid-type]
+        page = await _page(
+            info,
+            select(tables.ReconciliationRun),
+            tables.ReconciliationRun,
+            first,
+            after,
+            descending=True,
+        )
+        return _connection(ReconciliationRunConnection, ReconciliationRunEdge, page)  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def units(
+        self, info: InfoT, first: int | None = None, after: str | None = None
+    ) -> UnitConnection:  # type: ignore[valid-type]
+        page = await _page(info, select(tables.Unit), tables.Unit, first, after)
+        return _connection(UnitConnection, UnitEdge, page)  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def programmes(
+        self, info: InfoT, first: int | None = None, after: str | None = None
+    ) -> ProgrammeConnection:  # type: ignore[valid-type]
+        page = await _page(info, select(tables.Programme), tables.Programme, first, after)
+        return _connection(ProgrammeConnection, ProgrammeEdge, page)  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def partners(self, info: InfoT) -> list[Partner]:
+        return list(
+            await info.context.scalars(select(tables.Partner).order_by(tables.Partner.code))
+        )
+
+    @strawberry.field(description="Configured attendance types, e.g. PRESENT, ABSENT, SICK.")
+    async def attendance_types(self, info: InfoT) -> list[AttendanceType]:
+        return list(
+            await info.context.scalars(
+                select(tables.AttendanceType).order_by(tables.AttendanceType.id)
+            )
+        )

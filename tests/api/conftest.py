@@ -1,0 +1,88 @@
+"""Fixtures for GraphQL tests: the real application in-process, over a real database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+from starlette.applications import Starlette
+
+from enrolink.app import create_app
+from enrolink.settings import Settings, load_settings
+
+
+@pytest.fixture
+def app_settings(database_url: str, redis_url: str) -> Settings:
+    suffix = uuid.uuid4().hex[:8]
+    return load_settings(
+        environment="development",
+        database_url=database_url,
+        redis_url=redis_url,
+        roll_up_queue=f"roll_up_{suffix}",
+        reconcile_queue=f"reconcile_{suffix}",
+    )
+
+
+@dataclass
+class StatementCounter:
+    """Counts SQL statements the application's engine sends while ``counting`` is on."""
+
+    statements: list[str] = field(default_factory=list)
+    counting: bool = False
+
+    @contextmanager
+    def measure(self) -> Iterator[list[str]]:
+        self.statements = []
+        self.counting = True
+        try:
+            yield self.statements
+        finally:
+            self.counting = False
+
+
+@dataclass
+class GraphQLClient:
+    http: httpx.AsyncClient
+    app: Starlette
+    statements: StatementCounter
+
+    async def execute(
+        self, document: str, variables: dict[str, Any] | None = None, **headers: str
+    ) -> dict[str, Any]:
+        """POST a document and return the whole response body (data and errors)."""
+        response = await self.http.post(
+            "/graphql", json={"query": document, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def data(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST a document that must succeed and return its data."""
+        body = await self.execute(document, variables)
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+
+@pytest.fixture
+async def graphql(app_settings: Settings) -> AsyncIterator[GraphQLClient]:
+    app = create_app(app_settings)
+    counter = StatementCounter()
+    async with app.router.lifespan_context(app):
+        engine = app.state.enrolink.engine
+
+        @event.listens_for(engine.sync_engine, "before_cursor_execute")
+        def count(*args: Any) -> None:
+            if counter.counting:
+                counter.statements.append(args[2])
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://enrolink.test") as http:
+            yield GraphQLClient(http=http, app=app, statements=counter)
