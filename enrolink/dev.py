@@ -1,0 +1,371 @@
+"""`enrolink dev`: the whole service on one machine, for development.
+
+The dev process starts what is missing (an embedded PostgreSQL and Redis under the data folder),
+migrates, and runs ``enrolink serve``, ``enrolink worker`` and ``enrolink beat`` as child
+processes. It stays in the foreground: SIGINT (Ctrl-C) or SIGTERM stops every process it
+started, and a child that exits on its own stops the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+import structlog
+
+from enrolink.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
+from enrolink.settings import ENV_PREFIX, Settings
+
+log = structlog.get_logger(__name__)
+
+# The database that `enrolink dev` creates in the embedded PostgreSQL.
+EMBEDDED_DATABASE = "enrolink"
+
+# The server returns /healthz about 1 s after its process starts (measured on a 2-core
+# container). A minute leaves room for a slow first import on a cold disk.
+HEALTHY_TIMEOUT_SECONDS = 60.0
+# On SIGTERM a Celery worker finishes the tasks in hand (a warm shutdown). A child still running
+# after this many seconds is killed.
+CHILD_STOP_TIMEOUT_SECONDS = 20.0
+POLL_INTERVAL_SECONDS = 0.2
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class StopRequested(Exception):
+    """SIGINT or SIGTERM arrived: stop everything that was started."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+
+@dataclass
+class DevRun:
+    """Everything one `enrolink dev` run started, so that it can all be stopped."""
+
+    postgres: EmbeddedPostgres | None = None
+    redis: EmbeddedRedis | None = None
+    children: list[Child] = field(default_factory=list)
+
+
+def run_dev(settings: Settings, *, host: str, port: int) -> int:
+    """Run the whole service until a signal or a dead child; return the exit status."""
+    data_dir = settings.data_dir.resolve()
+    if not _port_is_free(host, port):
+        print(
+            f"enrolink dev: port {port} on {host} is already in use. Stop the program using it "
+            "or choose another port with --port.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+    run = DevRun()
+    _raise_on_stop_signals()
+    try:
+        _start(run, settings, data_dir, host, port)
+        _supervise(run)
+    except StopRequested as stop:
+        log.info("dev.stop_requested", signal=str(stop))
+        return EXIT_OK
+    except (ChildExited, TimeoutError) as error:
+        log.error("dev.failed", error=str(error))
+        print(f"enrolink dev: {error} Stopping everything else.", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    finally:
+        with _stop_signals_ignored():
+            _stop_everything(run)
+
+
+def _start(run: DevRun, settings: Settings, data_dir: Path, host: str, port: int) -> None:
+    """Start the services that are not configured, migrate, start the children, wait for them."""
+    database_url = settings.database_url
+    redis_url = settings.redis_url
+
+    if database_url is None or redis_url is None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        print(f"Data folder: {data_dir}")
+    if database_url is None:
+        run.postgres = start_postgres(data_dir)
+        database_url = asyncio.run(_create_database(run.postgres, EMBEDDED_DATABASE))
+        print(f"PostgreSQL: embedded, data in {run.postgres.data_dir}")
+    else:
+        print(f"PostgreSQL: {_shown(database_url)} (from {ENV_PREFIX}DATABASE_URL)")
+    if redis_url is None:
+        run.redis = start_redis(data_dir)
+        redis_url = run.redis.url
+        print(
+            f"Redis: embedded, data in {run.redis.data_dir}, socket {run.redis.server.socket_file}"
+        )
+    else:
+        print(f"Redis: {redis_url} (from {ENV_PREFIX}REDIS_URL)")
+
+    migrate_message = _migrate(database_url)
+    print(migrate_message)
+    load_demo_data(database_url)
+
+    environment = _child_environment(database_url, redis_url, data_dir, host, port)
+    _start_child(run, "server", ["serve", "--host", host, "--port", str(port)], environment)
+    if _workers_available():
+        _start_child(run, "worker", ["worker"], environment)
+        _start_child(run, "beat", ["beat"], environment)
+    else:
+        # NOTE: this branch goes away once workers/main.py exists. Until then roll-ups stay
+        # pending.
+        print(
+            "Worker and beat: not started, because the Celery application (workers.main) is "
+            "not in this checkout. Roll-ups stay pending until it is.",
+            file=sys.stderr,
+        )
+
+    _wait_until_healthy(run, host, port)
+    url = f"http://{_url_host(_connectable_host(host))}:{port}/graphql"
+    print(f"Enrolink is running: {url} (Ctrl-C stops it)", flush=True)
+    log.info("dev.started", url=url, data_dir=str(data_dir))
+
+
+def load_demo_data(database_url: str) -> None:
+    """Load the demo data into the database when it holds no data yet.
+
+    TODO: does nothing until the demo data loader (`enrolink seed`) exists. Then call it here
+    only on an empty database, so that a second run keeps what the first loaded and what the
+    developer changed since.
+    """
+
+
+async def _create_database(postgres: EmbeddedPostgres, name: str) -> str:
+    """Create the database ``name`` unless it exists, and return its URL."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    # CREATE DATABASE cannot run inside a transaction block.
+    engine = create_async_engine(postgres.url("postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            exists = (
+                await connection.execute(
+                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+                )
+            ).scalar_one_or_none()
+            if exists is None:
+                await connection.execute(text(f'CREATE DATABASE "{name}"'))
+                log.info("embedded_postgres.database_created", database=name)
+    finally:
+        await engine.dispose()
+    return postgres.url(name)
+
+
+def _migrate(database_url: str) -> str:
+    from enrolink.cli import current_revision
+    from models.migrate import upgrade_to_head
+
+    async def migrate() -> tuple[str | None, str | None]:
+        before = await current_revision(database_url)
+        await upgrade_to_head(database_url)
+        return before, await current_revision(database_url)
+
+    before, after = asyncio.run(migrate())
+    if before == after:
+        return f"Database: at revision {after} (head), nothing to migrate"
+    return f"Database: migrated from revision {before or '(empty database)'} to {after} (head)"
+
+
+def _child_environment(
+    database_url: str, redis_url: str, data_dir: Path, host: str, port: int
+) -> dict[str, str]:
+    environment = dict(os.environ)
+    environment.update(
+        {
+            f"{ENV_PREFIX}DATABASE_URL": database_url,
+            f"{ENV_PREFIX}REDIS_URL": redis_url,
+            f"{ENV_PREFIX}ENVIRONMENT": "development",
+            f"{ENV_PREFIX}DATA_DIR": str(data_dir),
+            f"{ENV_PREFIX}HTTP_HOST": host,
+            f"{ENV_PREFIX}HTTP_PORT": str(port),
+        }
+    )
+    return environment
+
+
+def _start_child(run: DevRun, name: str, arguments: list[str], environment: dict[str, str]) -> None:
+    # Each child leads a process group of its own, so a Ctrl-C in the terminal reaches only this
+    # process, which then stops the children in order; a Celery worker's pool processes share
+    # their parent's group and can be killed with it.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "enrolink", *arguments],
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        process_group=0,
+    )
+    run.children.append(Child(name, process))
+    log.info("dev.child_started", child=name, pid=process.pid)
+
+
+def _workers_available() -> bool:
+    try:
+        return importlib.util.find_spec("workers.main") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _wait_until_healthy(run: DevRun, host: str, port: int) -> None:
+    """Wait until /healthz returns 200; raise ChildExited or TimeoutError if it never does."""
+    url = f"http://{_url_host(_connectable_host(host))}:{port}/healthz"
+    deadline = time.monotonic() + HEALTHY_TIMEOUT_SECONDS
+    while True:
+        _raise_if_a_child_exited(run)
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"The server did not answer {url} within {HEALTHY_TIMEOUT_SECONDS:.0f} seconds; "
+                "its output above says why."
+            )
+        time.sleep(POLL_INTERVAL_SECONDS)
+
+
+class ChildExited(Exception):
+    """A child process exited while it should have been running."""
+
+    def __init__(self, child: Child, returncode: int) -> None:
+        super().__init__(
+            f"The {child.name} process (pid {child.process.pid}) exited with code {returncode}."
+        )
+        self.child = child
+        self.returncode = returncode
+
+
+def _raise_if_a_child_exited(run: DevRun) -> None:
+    for child in run.children:
+        returncode = child.process.poll()
+        if returncode is not None:
+            raise ChildExited(child, returncode)
+
+
+def _supervise(run: DevRun) -> NoReturn:
+    """Wait until a child exits and raise ChildExited; a stop signal raises StopRequested."""
+    while True:
+        _raise_if_a_child_exited(run)
+        time.sleep(POLL_INTERVAL_SECONDS)
+
+
+def _stop_everything(run: DevRun) -> None:
+    """Stop the children, then Redis, then PostgreSQL; each step runs even if one before fails."""
+    _stop_children(run.children)
+    if run.redis is not None:
+        try:
+            run.redis.stop()
+        except Exception as error:
+            log.error("embedded_redis.stop_failed", error=repr(error))
+    if run.postgres is not None:
+        try:
+            run.postgres.stop()
+        except Exception as error:
+            log.error("embedded_postgres.stop_failed", error=repr(error))
+    print("Enrolink dev stopped.", flush=True)
+
+
+def _stop_children(children: list[Child]) -> None:
+    running = [child for child in children if child.process.poll() is None]
+    for child in running:
+        _signal_group(child, signal.SIGTERM)
+
+    deadline = time.monotonic() + CHILD_STOP_TIMEOUT_SECONDS
+    for child in running:
+        try:
+            child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("dev.child_killed", child=child.name, pid=child.process.pid)
+            _signal_group(child, signal.SIGKILL)
+            child.process.wait()
+        log.info("dev.child_stopped", child=child.name, returncode=child.process.returncode)
+
+    # Whatever the children left behind in their groups (a worker's pool processes, when the
+    # worker was killed) goes too.
+    for child in children:
+        _signal_group(child, signal.SIGKILL)
+
+
+def _signal_group(child: Child, signal_number: int) -> None:
+    try:
+        os.killpg(child.process.pid, signal_number)
+    except ProcessLookupError:
+        pass
+
+
+def _raise_on_stop_signals() -> None:
+    def handler(signal_number: int, frame: FrameType | None) -> None:
+        raise StopRequested(signal_number)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
+def _stop_signals_ignored() -> Iterator[None]:
+    """Let a second Ctrl-C during the shutdown say so instead of cutting the shutdown short."""
+
+    def handler(signal_number: int, frame: FrameType | None) -> None:
+        print("enrolink dev: still stopping, please wait.", file=sys.stderr, flush=True)
+
+    previous = {
+        number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for number, old_handler in previous.items():
+            signal.signal(number, old_handler)
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # uvicorn sets SO_REUSEADDR too, so a port in TIME_WAIT counts as free here as there.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _connectable_host(host: str) -> str:
+    """Return an address to reach a server bound to ``host`` (a wildcard is reached locally)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _shown(database_url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(database_url).render_as_string(hide_password=True)
