@@ -44,6 +44,11 @@ class Settings(BaseSettings):
 
     http_host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
     http_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    worker_metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        None,
+        description="TCP port on which `enrolink worker` serves Prometheus metrics, on "
+        "ENROLINK_HTTP_HOST; unset: the worker serves none.",
+    )
 
     db_pool_size: Annotated[int, Field(ge=1, le=200)] = Field(
         10, description="Connections kept open per API or worker process."
