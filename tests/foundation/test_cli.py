@@ -134,7 +134,7 @@ def test_migrate_twice_changes_nothing(empty_database_url: str) -> None:
 
 
 def test_migrate_unreachable_database_exits_1() -> None:
-    # Port 1 on the loopback address has no listener, so the connection is refused at once.
+    # Nothing normally listens on port 1 of the loopback address, so the connection is refused.
     completed = _run_migrate("postgresql://postgres@127.0.0.1:1/enrolink")
 
     assert completed.returncode == 1

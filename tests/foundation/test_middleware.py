@@ -20,7 +20,7 @@ UUID_HEX = re.compile(r"[0-9a-f]{32}")
 
 
 async def echo_request_id(request: Request) -> JSONResponse:
-    """Return the request id as the app sees it: in contextvars and in request.state."""
+    """Return the request id that the endpoint reads from contextvars and from request.state."""
     return JSONResponse(
         {
             "bound": structlog.contextvars.get_contextvars().get("request_id"),
