@@ -75,10 +75,10 @@ def run_dev(settings: Settings, *, host: str, port: int) -> int:
     """Run the whole service until a signal or a dead child; return the exit status."""
     data_dir = settings.data_dir.resolve()
     if not _port_is_free(host, port):
-        print(
+        _report(
             f"enrolink dev: port {port} on {host} is already in use. Stop the program using it "
             "or choose another port with --port.",
-            file=sys.stderr,
+            error=True,
         )
         return EXIT_USAGE
 
@@ -92,7 +92,7 @@ def run_dev(settings: Settings, *, host: str, port: int) -> int:
         return EXIT_OK
     except (ChildExited, TimeoutError) as error:
         log.error("dev.failed", error=str(error))
-        print(f"enrolink dev: {error} Stopping everything else.", file=sys.stderr, flush=True)
+        _report(f"enrolink dev: {error} Stopping everything else.", error=True)
         return EXIT_FAILED
     finally:
         with _stop_signals_ignored():
@@ -106,24 +106,23 @@ def _start(run: DevRun, settings: Settings, data_dir: Path, host: str, port: int
 
     if database_url is None or redis_url is None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        print(f"Data folder: {data_dir}")
+        _report(f"Data folder: {data_dir}")
     if database_url is None:
         run.postgres = start_postgres(data_dir)
         database_url = asyncio.run(_create_database(run.postgres, EMBEDDED_DATABASE))
-        print(f"PostgreSQL: embedded, data in {run.postgres.data_dir}")
+        _report(f"PostgreSQL: embedded, data in {run.postgres.data_dir}")
     else:
-        print(f"PostgreSQL: {_shown(database_url)} (from {ENV_PREFIX}DATABASE_URL)")
+        _report(f"PostgreSQL: {_shown(database_url)} (from {ENV_PREFIX}DATABASE_URL)")
     if redis_url is None:
         run.redis = start_redis(data_dir)
         redis_url = run.redis.url
-        print(
+        _report(
             f"Redis: embedded, data in {run.redis.data_dir}, socket {run.redis.server.socket_file}"
         )
     else:
-        print(f"Redis: {redis_url} (from {ENV_PREFIX}REDIS_URL)")
+        _report(f"Redis: {redis_url} (from {ENV_PREFIX}REDIS_URL)")
 
-    migrate_message = _migrate(database_url)
-    print(migrate_message)
+    _report(_migrate(database_url))
     load_demo_data(database_url)
 
     environment = _child_environment(database_url, redis_url, data_dir, host, port)
@@ -134,15 +133,15 @@ def _start(run: DevRun, settings: Settings, data_dir: Path, host: str, port: int
     else:
         # NOTE: this branch goes away once workers/main.py exists. Until then roll-ups stay
         # pending.
-        print(
+        _report(
             "Worker and beat: not started, because the Celery application (workers.main) is "
             "not in this checkout. Roll-ups stay pending until it is.",
-            file=sys.stderr,
+            error=True,
         )
 
     _wait_until_healthy(run, host, port)
     url = f"http://{_url_host(_connectable_host(host))}:{port}/graphql"
-    print(f"Enrolink is running: {url} (Ctrl-C stops it)", flush=True)
+    _report(f"Enrolink is running: {url} (Ctrl-C stops it)")
     log.info("dev.started", url=url, data_dir=str(data_dir))
 
 
@@ -288,7 +287,7 @@ def _stop_everything(run: DevRun) -> None:
             run.postgres.stop()
         except Exception as error:
             log.error("embedded_postgres.stop_failed", error=repr(error))
-    print("Enrolink dev stopped.", flush=True)
+    _report("Enrolink dev stopped.")
 
 
 def _stop_children(children: list[Child]) -> None:
@@ -332,7 +331,7 @@ def _stop_signals_ignored() -> Iterator[None]:
     """Let a second Ctrl-C during the shutdown say so instead of cutting the shutdown short."""
 
     def handler(signal_number: int, frame: FrameType | None) -> None:
-        print("enrolink dev: still stopping, please wait.", file=sys.stderr, flush=True)
+        _report("enrolink dev: still stopping, please wait.", error=True)
 
     previous = {
         number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)
@@ -342,6 +341,11 @@ def _stop_signals_ignored() -> Iterator[None]:
     finally:
         for number, old_handler in previous.items():
             signal.signal(number, old_handler)
+
+
+def _report(message: str, *, error: bool = False) -> None:
+    """Print a line for the developer at once, so it lands in order among the children's logs."""
+    print(message, file=sys.stderr if error else sys.stdout, flush=True)
 
 
 def _port_is_free(host: str, port: int) -> bool:

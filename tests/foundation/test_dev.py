@@ -75,6 +75,15 @@ def wait_for_healthz(dev: DevProcess, port: int) -> float:
     raise AssertionError(f"/healthz did not return 200 in time:\n{dev.text()}")
 
 
+def wait_for_output(dev: DevProcess, expected: str) -> None:
+    """Wait until the dev process has printed ``expected``."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while expected not in dev.text():
+        assert dev.process.poll() is None, f"enrolink dev exited early:\n{dev.text()}"
+        assert time.monotonic() < deadline, f"{expected!r} was not printed in time:\n{dev.text()}"
+        time.sleep(0.1)
+
+
 def postmaster_pid(data_dir: Path) -> int:
     # The first line of postmaster.pid is the postmaster's process id.
     return int((data_dir / "postgres" / "postmaster.pid").read_text().splitlines()[0])
@@ -165,6 +174,8 @@ def test_dev_runs_stops_and_keeps_data(tmp_path: Path) -> None:
     started: list[int] = []
     try:
         seconds = wait_for_healthz(first, port)
+        # /healthz can return 200 a moment before dev's own check sees it and prints the address.
+        wait_for_output(first, "Enrolink is running")
         started = started_pids(first, data_dir)
         asyncio.run(write_postgres_marker(data_dir))
         client = redis.Redis(unix_socket_path=redis_registry(data_dir)["unixsocket"])
@@ -189,6 +200,7 @@ def test_dev_runs_stops_and_keeps_data(tmp_path: Path) -> None:
     restarted: list[int] = []
     try:
         wait_for_healthz(second, port)
+        wait_for_output(second, "Enrolink is running")
         restarted = started_pids(second, data_dir)
         title = asyncio.run(read_postgres_marker(data_dir))
         client = redis.Redis(unix_socket_path=redis_registry(data_dir)["unixsocket"])
