@@ -13,11 +13,18 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from enrolink.graphql_view import EnrolinkGraphQL, Publisher
+from enrolink.metrics import (
+    GraphQLMetricsMiddleware,
+    OperationMetricsExtension,
+    count_statements,
+    metrics_endpoint,
+)
 from enrolink.settings import Settings, get_settings
 from models.db import create_engine_from_settings, create_sessionmaker
 from models.outbox import PendingMessage
@@ -54,20 +61,32 @@ async def _check_redis(state: AppState) -> None:
 async def readyz(request: Request) -> JSONResponse:
     state: AppState = request.app.state.enrolink
     checks = {"postgres": _check_postgres, "redis": _check_redis}
+    # The checks run concurrently, so a probe waits one budget at most, not one per dependency.
+    outcomes = await asyncio.gather(
+        *(asyncio.wait_for(check(state), READINESS_TIMEOUT_SECONDS) for check in checks.values()),
+        return_exceptions=True,
+    )
     failures: dict[str, str] = {}
-    for name, check in checks.items():
-        try:
-            await asyncio.wait_for(check(state), READINESS_TIMEOUT_SECONDS)
-        except Exception as error:
-            failures[name] = f"{type(error).__name__}: {error}" or type(error).__name__
+    for name, outcome in zip(checks, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            failures[name] = _describe_failure(outcome)
             log.warning("readiness.failed", dependency=name, error=failures[name])
     if failures:
         return JSONResponse({"status": "unavailable", "failed": failures}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
+def _describe_failure(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return f"timed out after {READINESS_TIMEOUT_SECONDS} s"
+    return f"{type(error).__name__}: {error}"
+
+
 def create_graphql(settings: Settings, publisher: Publisher | None) -> EnrolinkGraphQL:
-    schema = build_schema(disable_field_suggestions=not settings.field_suggestions)
+    schema = build_schema(
+        extensions=[OperationMetricsExtension],
+        disable_field_suggestions=not settings.field_suggestions,
+    )
     return EnrolinkGraphQL(
         schema,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
@@ -89,6 +108,7 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine_from_settings(settings, application_name="enrolink-api")
+        count_statements(engine)
         redis_client = redis_asyncio.Redis.from_url(
             settings.redis_client_url(),
             socket_connect_timeout=READINESS_TIMEOUT_SECONDS,
@@ -112,9 +132,12 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
         Route("/graphql", graphql, methods=["GET", "POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes, lifespan=lifespan, middleware=[Middleware(GraphQLMetricsMiddleware)]
+    )
 
 
 def _default_publisher(sessionmaker: async_sessionmaker[AsyncSession]) -> Publisher | None:

@@ -1,0 +1,62 @@
+"""Fixtures for the deploy tests: the real application in-process, and closed ports."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import httpx
+import pytest
+
+from enrolink.app import create_app
+from enrolink.settings import Settings, load_settings
+
+
+def closed_port() -> int:
+    """Return a port on 127.0.0.1 that nothing listens on.
+
+    The port was free a moment ago; another process could take it before the test connects,
+    which would only turn a refused connection into a timeout or a protocol error.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def app_settings(database_url: str, redis_url: str) -> Settings:
+    suffix = uuid.uuid4().hex[:8]
+    return load_settings(
+        environment="development",
+        database_url=database_url,
+        redis_url=redis_url,
+        roll_up_queue=f"roll_up_{suffix}",
+        reconcile_queue=f"reconcile_{suffix}",
+    )
+
+
+AppClient = Callable[[Settings], AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def app_client() -> AppClient:
+    """Return a factory of HTTP clients for the app built from the given settings."""
+
+    @asynccontextmanager
+    async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(settings, publisher=_publish_nothing)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://enrolink.test"
+            ) as http:
+                yield http
+
+    return client
+
+
+async def _publish_nothing(messages: object) -> None:
+    """Leave outbox rows unpublished; these tests read the outbox, they do not run tasks."""
