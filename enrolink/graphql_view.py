@@ -8,6 +8,7 @@ the transaction to the publisher, which sends them to the broker in the backgrou
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +26,7 @@ from strawberry.types.unset import UNSET
 
 from models.enums import TokenRole
 from models.outbox import PendingMessage, take_pending
+from schema.compiled import RawJSON, compiled_reads
 from schema.context import Caller, Context
 
 log = structlog.get_logger(__name__)
@@ -58,7 +60,21 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
             )
             # Leaving the session block without a commit rolls the transaction back, also when
             # the client disconnects and the request is cancelled, so no connection leaks.
-            return await super().run(request, context=request_context, root_value=root_value)
+            with compiled_reads(state.settings.compiled_reads):
+                return await super().run(request, context=request_context, root_value=root_value)
+
+    def encode_json(self, data: object) -> str | bytes:
+        """Encode a response; compiled ``data`` is spliced in as the bytes PostgreSQL built."""
+        raw = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(raw, RawJSON):
+            encoded: str | bytes = super().encode_json(data)
+            return encoded
+        assert isinstance(data, dict)
+        body = b'{"data":' + raw.text
+        rest = {key: value for key, value in data.items() if key != "data"}
+        if rest:
+            return body + b"," + json.dumps(rest, separators=(",", ":")).encode()[1:]
+        return body + b"}"
 
     async def execute_single(  # type: ignore[override]
         self,

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     field_suggestions: bool = Field(
         False, description="Add 'Did you mean' hints to validation errors (they reveal the schema)."
     )
+    compiled_reads: bool = Field(
+        True,
+        description="Answer a query whose whole selection the compiler models with one SQL "
+        "statement that builds the JSON in PostgreSQL; false runs every query through resolvers.",
+    )
     max_query_depth: Annotated[int, Field(ge=1)] = 12
     max_aliases: Annotated[int, Field(ge=1)] = 30
     max_tokens: Annotated[int, Field(ge=1)] = 5_000

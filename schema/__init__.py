@@ -8,6 +8,7 @@ import strawberry
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 
+from schema.compiled import compiled_reads_extension
 from schema.extensions import MaskUnexpectedErrors
 from schema.mutation import Mutation
 from schema.query import Query
@@ -46,11 +47,15 @@ NODE_TYPES = [
 def build_schema(
     *, extensions: list[type[SchemaExtension] | SchemaExtension] | None = None, **config: Any
 ) -> strawberry.Schema:
-    """Build the schema; ``extensions`` come before the error masking, which runs last."""
+    """Build the schema; ``extensions`` come before the error masking, which runs last.
+
+    The compiled read path is installed but stays off unless ``schema.compiled.compiled_reads``
+    turns it on for a request, as the HTTP view does from ENROLINK_COMPILED_READS.
+    """
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
         types=NODE_TYPES,
-        extensions=[*(extensions or []), MaskUnexpectedErrors],
+        extensions=[*(extensions or []), compiled_reads_extension(), MaskUnexpectedErrors],
         config=StrawberryConfig(**config),
     )
