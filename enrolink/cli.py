@@ -44,10 +44,10 @@ def _command_migrate(args: argparse.Namespace) -> int:
     shown_url = make_url(database_url).render_as_string(hide_password=True)
 
     try:
-        before, after = asyncio.run(_migrate(database_url))
+        before, after = asyncio.run(apply_migrations(database_url))
     except (OSError, DBAPIError) as error:
-        # A DBAPIError's own text ends with a link to SQLAlchemy's error pages; the driver's
-        # message alone names the problem.
+        # A DBAPIError's own text ends with a link to SQLAlchemy's error pages, so only the
+        # driver's message is printed.
         reason = error.orig if isinstance(error, DBAPIError) else error
         print(
             f"enrolink migrate: could not migrate the database at {shown_url}: {reason}. "
@@ -57,7 +57,10 @@ def _command_migrate(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
     if before == after:
-        print(f"The database at {shown_url} is already at revision {after} (head); nothing to do.")
+        print(
+            f"The database at {shown_url} is already at revision {after} (head), so there is "
+            "nothing to migrate."
+        )
     else:
         print(
             f"Migrated the database at {shown_url} from revision {before or '(empty database)'} "
@@ -66,8 +69,8 @@ def _command_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _migrate(database_url: str) -> tuple[str | None, str | None]:
-    """Apply the migrations and return the revision before and after."""
+async def apply_migrations(database_url: str) -> tuple[str | None, str | None]:
+    """Apply the migrations and return the revisions before and after (None if never migrated)."""
     from models.migrate import upgrade_to_head
 
     before = await current_revision(database_url)
@@ -330,10 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev = commands.add_parser(
         "dev",
         help="run everything locally: database, Redis, server, worker and beat",
-        description="Start an embedded PostgreSQL and Redis under ENROLINK_DATA_DIR (default: "
-        f"{_default('data_dir')} in the working directory) unless ENROLINK_DATABASE_URL and "
-        "ENROLINK_REDIS_URL are set, migrate, then run the server, a worker and beat in "
-        "development mode until Ctrl-C. A second run reuses the data.",
+        description="Start an embedded PostgreSQL unless ENROLINK_DATABASE_URL is set and an "
+        "embedded Redis unless ENROLINK_REDIS_URL is set, with their data under "
+        f"ENROLINK_DATA_DIR (default: {_default('data_dir')} in the working directory). Then "
+        "migrate and run the server, a worker and beat in development mode until Ctrl-C. A "
+        "second run reuses the data.",
     )
     _add_host_and_port(dev)
     dev.set_defaults(handler=_command_dev)

