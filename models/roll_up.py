@@ -15,6 +15,7 @@ find stale results, so the two cannot disagree.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import BigInteger, bindparam, text
@@ -138,6 +139,12 @@ WHERE e.id = v.id
 
 
 @dataclass(frozen=True)
+class LockedEnrolment:
+    id: int
+    roll_up_version: int
+
+
+@dataclass(frozen=True)
 class RollUpCounts:
     enrolments: int
     """Enrolments locked and marked computed (ids that do not exist are not counted)."""
@@ -150,7 +157,24 @@ class RollUpCounts:
         return {"enrolments": self.enrolments, "results": self.results, "changed": self.changed}
 
 
-async def roll_up(session: AsyncSession, administrative_enrolment_ids: list[int]) -> RollUpCounts:
+async def lock_enrolments(
+    session: AsyncSession, enrolment_ids: Iterable[int]
+) -> list[LockedEnrolment]:
+    """Lock the enrolments in id order and return their ids and roll_up_version.
+
+    Taking the locks again later in the same transaction returns at once, so a caller may lock
+    first, check something under the lock, and then call :func:`roll_up`.
+    """
+    ids = sorted(set(enrolment_ids))
+    if not ids:
+        return []
+    rows = (await session.execute(_LOCK_ENROLMENTS, {"ids": ids})).all()
+    return [LockedEnrolment(row.id, row.roll_up_version) for row in rows]
+
+
+async def roll_up(
+    session: AsyncSession, administrative_enrolment_ids: Iterable[int]
+) -> RollUpCounts:
     """Recompute the results of the administrative enrolments; flushes only, never commits.
 
     The enrolments are locked in id order, so two roll-ups of overlapping sets queue behind
@@ -159,11 +183,7 @@ async def roll_up(session: AsyncSession, administrative_enrolment_ids: list[int]
     sees every change committed before, and the second of two concurrent roll-ups finds nothing
     left to change. Running it twice changes nothing and adds no history.
     """
-    ids = sorted(set(administrative_enrolment_ids))
-    if not ids:
-        return RollUpCounts(enrolments=0, results=0, changed=0)
-
-    locked = (await session.execute(_LOCK_ENROLMENTS, {"ids": ids})).all()
+    locked = await lock_enrolments(session, administrative_enrolment_ids)
     if not locked:
         return RollUpCounts(enrolments=0, results=0, changed=0)
     locked_ids = [row.id for row in locked]
