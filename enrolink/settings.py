@@ -117,8 +117,47 @@ class Settings(BaseSettings):
         300.0, description="How often beat runs the orphaned-link reconciler."
     )
     reconcile_batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1_000
-    task_visibility_timeout_seconds: Annotated[int, Field(ge=60)] = Field(
-        3_600, description="Redis redelivers an unacknowledged task after this many seconds."
+    reconcile_time_budget_seconds: Annotated[float, Field(gt=0)] = Field(
+        600.0,
+        description="A scheduled reconciliation stops starting new batches after this many "
+        "seconds and leaves the rest to the next run; keep it well below the visibility timeout.",
+    )
+    outbox_publish_grace_seconds: Annotated[float, Field(ge=0)] = Field(
+        10.0,
+        description="The relay leaves an outbox row younger than this many seconds to the API, "
+        "which publishes it right after its commit.",
+    )
+    outbox_relay_batch_size: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        500, description="Outbox rows the relay publishes per transaction."
+    )
+    outbox_max_publish_count: Annotated[int, Field(ge=1)] = Field(
+        10,
+        description="The relay stops sending an outbox row after this many publications without "
+        "the task completing; the row keeps its last_error for an operator.",
+    )
+    broker_connect_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        2.0,
+        description="Seconds to wait for a connection to Redis before a publish fails; the API "
+        "then leaves the task to the outbox relay.",
+    )
+    task_lock_timeout_ms: Annotated[int, Field(ge=0)] = Field(
+        10_000,
+        description="PostgreSQL lock_timeout in tasks' transactions, in milliseconds; a task "
+        "that waits longer for a row lock is retried with backoff. 0 waits without limit.",
+    )
+    task_max_retries: Annotated[int, Field(ge=0, le=100)] = Field(
+        8, description="Retries of a task after an error worth retrying (lost connection, "
+        "serialisation failure, deadlock, lock timeout)."
+    )
+    task_retry_backoff_max_seconds: Annotated[float, Field(gt=0)] = Field(
+        60.0,
+        description="Largest delay between retries; the delay doubles from 1 second up to this.",
+    )
+    task_visibility_timeout_seconds: Annotated[int, Field(ge=1)] = Field(
+        3_600,
+        description="Redis redelivers a task that was not acknowledged after this many seconds, "
+        "so it must be longer than the longest task and the longest retry delay. Tests lower it "
+        "to see a killed worker's task delivered again.",
     )
 
     @field_validator("database_url")
