@@ -60,3 +60,7 @@ def app_client() -> AppClient:
 
 async def _publish_nothing(messages: object) -> None:
     """Leave outbox rows unpublished; these tests read the outbox, they do not run tasks."""
+
+
+# The uid of USER in deploy/Dockerfile, which the Kubernetes manifests repeat in runAsUser.
+APP_UID = 10001
