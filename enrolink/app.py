@@ -14,10 +14,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from enrolink.auth import BearerAuthMiddleware
 from enrolink.graphql_view import EnrolinkGraphQL, Publisher
 from enrolink.metrics import (
     GraphQLMetricsMiddleware,
@@ -25,16 +27,21 @@ from enrolink.metrics import (
     count_statements,
     metrics_endpoint,
 )
+from enrolink.request_guards import RequestGuardMiddleware
 from enrolink.settings import Settings, get_settings
 from models.db import create_engine_from_settings, create_sessionmaker
 from models.outbox import PendingMessage
 from schema import build_schema
+from schema.limits import limit_extensions
 
 log = structlog.get_logger(__name__)
 
 # A readiness probe must answer well inside the orchestrator's probe timeout (1 s by default in
 # Kubernetes), so each dependency gets a short budget of its own.
 READINESS_TIMEOUT_SECONDS = 0.5
+GRAPHQL_PATH = "/graphql"
+# Probes and the metrics scraper carry no token; none of these paths returns domain data.
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 @dataclass
@@ -83,8 +90,17 @@ def _describe_failure(error: BaseException) -> str:
 
 
 def create_graphql(settings: Settings, publisher: Publisher | None) -> EnrolinkGraphQL:
+    limits = limit_extensions(
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+        max_tokens=settings.max_tokens,
+        max_cost=settings.max_query_cost,
+        default_page_size=settings.default_page_size,
+        introspection=settings.introspection_enabled,
+        field_suggestions=settings.field_suggestions,
+    )
     schema = build_schema(
-        extensions=[OperationMetricsExtension],
+        extensions=[*limits, OperationMetricsExtension],
         disable_field_suggestions=not settings.field_suggestions,
     )
     return EnrolinkGraphQL(
@@ -133,11 +149,47 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
-        Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route(GRAPHQL_PATH, graphql, methods=["GET", "POST"]),
     ]
-    return Starlette(
-        routes=routes, lifespan=lifespan, middleware=[Middleware(GraphQLMetricsMiddleware)]
-    )
+    return Starlette(routes=routes, lifespan=lifespan, middleware=_middleware(settings))
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
+    """Return the middleware, outermost first.
+
+    CORS comes first so that preflight requests and the 401 and 413 responses carry its headers.
+    Authentication comes before the body is read, so an unauthenticated client cannot make the
+    server buffer a body.
+    """
+    middleware: list[Middleware] = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+                expose_headers=["WWW-Authenticate", "X-Request-Id"],
+                # Tokens travel in the Authorization header, never in cookies.
+                allow_credentials=False,
+                max_age=600,
+            )
+        )
+    middleware += [
+        # Outside authentication, so rejected requests are timed and counted too.
+        Middleware(GraphQLMetricsMiddleware),
+        Middleware(
+            BearerAuthMiddleware,
+            open_paths=OPEN_PATHS,
+            graphiql_path=GRAPHQL_PATH if settings.graphiql_enabled else None,
+        ),
+        Middleware(
+            RequestGuardMiddleware,
+            max_body_bytes=settings.max_body_bytes,
+            json_paths=[GRAPHQL_PATH],
+        ),
+    ]
+    return middleware
 
 
 def _default_publisher(sessionmaker: async_sessionmaker[AsyncSession]) -> Publisher | None:

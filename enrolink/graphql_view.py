@@ -24,7 +24,7 @@ from strawberry.http.async_base_view import AsyncHTTPRequestAdapter
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
-from models.enums import TokenRole
+from enrolink.auth import unauthenticated_response
 from models.outbox import PendingMessage, take_pending
 from schema.compiled import RawJSON, compiled_reads
 from schema.context import Caller, Context
@@ -48,7 +48,18 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
             await request.close(code=4404)
             return request
         state = request.app.state.enrolink
-        caller: Caller = getattr(request.state, "caller", None) or Caller(role=TokenRole.STAFF)
+        caller: Caller | None = getattr(request.state, "caller", None)
+        if caller is None:
+            # Only BearerAuthMiddleware sets the caller. It lets GraphiQL's page through without
+            # one because the page contains no data. Nothing else may run without a caller.
+            if self.graphql_ide and self.should_render_graphql_ide(
+                self.request_adapter_class(request)
+            ):
+                return await self.render_graphql_ide(request)
+            return unauthenticated_response(
+                "Authentication is required: send the header 'Authorization: Bearer <token>'.",
+                invalid_token=False,
+            )
         request_id = structlog.contextvars.get_contextvars().get("request_id") or uuid.uuid4().hex
         async with state.sessionmaker() as session:
             request_context = Context(

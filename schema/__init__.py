@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import strawberry
@@ -45,7 +46,9 @@ NODE_TYPES = [
 
 
 def build_schema(
-    *, extensions: list[type[SchemaExtension] | SchemaExtension] | None = None, **config: Any
+    *,
+    extensions: Sequence[type[SchemaExtension] | Callable[[], SchemaExtension]] | None = None,
+    **config: Any,
 ) -> strawberry.Schema:
     """Build the schema; ``extensions`` come before the error masking, which runs last.
 

@@ -39,6 +39,7 @@ from models.tables import (
     ReconciliationRun,
     Unit,
 )
+from schema.access import restrict
 
 if TYPE_CHECKING:
     from schema.context import Context
@@ -61,8 +62,8 @@ class ByIdLoader(DataLoader[int, M | None], Generic[M]):
         super().__init__(load_fn=self._load)
 
     def scope(self, statement: Select[Any]) -> Select[Any]:
-        """Restrict the rows the caller may see; the access-control layer overrides this."""
-        return statement
+        """Restrict the rows to those the caller may see; others load as None, like absent ids."""
+        return restrict(statement, self.model, self.context.caller)
 
     async def _load(self, keys: list[int]) -> list[M | None]:
         statement = self.scope(_fresh(select(self.model).where(self.model.id.in_(keys))))  # type: ignore[attr-defined]
@@ -133,8 +134,12 @@ class GroupLoader(DataLoader[int, list[Any]]):
     def statement(self, keys: list[int]) -> Select[Any]:
         raise NotImplementedError
 
+    def scope(self, statement: Select[Any]) -> Select[Any]:
+        """Restrict the listed rows (the statement's second column) to those the caller may see."""
+        return restrict(statement, statement.column_descriptions[1]["entity"], self.context.caller)
+
     async def _load(self, keys: list[int]) -> list[list[Any]]:
-        rows = await self.context.rows(self.statement(keys))
+        rows = await self.context.rows(self.scope(self.statement(keys)))
         groups: dict[int, list[Any]] = defaultdict(list)
         for parent_id, item in rows:
             groups[parent_id].append(item)
@@ -209,17 +214,18 @@ class LinksByEnrolmentIdLoader(GroupLoader):
     """Every link, active or closed, in which the enrolment takes part; newest first."""
 
     async def _load(self, keys: list[int]) -> list[list[Any]]:
-        links = await self.context.scalars(
-            _fresh(
-                select(EnrolmentLink)
-                .where(
-                    or_(
-                        EnrolmentLink.administrative_enrolment_id.in_(keys),
-                        EnrolmentLink.session_enrolment_id.in_(keys),
-                    )
+        statement = (
+            select(EnrolmentLink)
+            .where(
+                or_(
+                    EnrolmentLink.administrative_enrolment_id.in_(keys),
+                    EnrolmentLink.session_enrolment_id.in_(keys),
                 )
-                .order_by(EnrolmentLink.linked_at.desc(), EnrolmentLink.id.desc())
             )
+            .order_by(EnrolmentLink.linked_at.desc(), EnrolmentLink.id.desc())
+        )
+        links = await self.context.scalars(
+            _fresh(restrict(statement, EnrolmentLink, self.context.caller))
         )
         groups: dict[int, list[Any]] = defaultdict(list)
         for link in links:
@@ -312,9 +318,10 @@ class BalanceByEnrolmentIdLoader(DataLoader[int, Decimal]):
         payments = select(
             Payment.enrolment_id.label("enrolment_id"), (-Payment.amount).label("amount")
         )
+        caller = self.context.caller
         movements = union_all(
-            charges.where(Charge.enrolment_id.in_(keys)),
-            payments.where(Payment.enrolment_id.in_(keys)),
+            restrict(charges.where(Charge.enrolment_id.in_(keys)), Charge, caller),
+            restrict(payments.where(Payment.enrolment_id.in_(keys)), Payment, caller),
         ).subquery()
         rows = await self.context.rows(
             select(movements.c.enrolment_id, func.sum(movements.c.amount)).group_by(
@@ -357,7 +364,8 @@ class PageLoader(DataLoader[PageKey, Page[Any]]):
         return []
 
     def scope(self, statement: Select[Any]) -> Select[Any]:
-        return statement
+        """Restrict the page's rows to those the caller may see, before rows are numbered."""
+        return restrict(statement, self.model, self.context.caller)
 
     async def _load(self, keys: list[PageKey]) -> list[Page[Any]]:
         shapes: dict[tuple[int, int, EnrolmentStatus | None], list[PageKey]] = defaultdict(list)

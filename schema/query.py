@@ -9,6 +9,7 @@ from sqlalchemy import Select, or_, select
 
 from models import tables
 from models.enums import OccurrenceKind as OccurrenceKindEnum
+from schema.access import restrict
 from schema.ids import decode_cursor, encode_cursor, split_id
 from schema.loaders import Page
 from schema.types import (
@@ -67,6 +68,8 @@ async def _page(
     context = info.context
     size = context.page_size(first)
     after_id = decode_cursor(after)
+    # Every root list shows only what the caller may read (see schema.access).
+    statement = restrict(statement, model, context.caller)
     if after_id:
         statement = statement.where(model.id < after_id if descending else model.id > after_id)
     order = model.id.desc() if descending else model.id
@@ -187,14 +190,12 @@ class Query:
 
     @strawberry.field
     async def partners(self, info: InfoT) -> list[Partner]:
-        return list(
-            await info.context.scalars(select(tables.Partner).order_by(tables.Partner.code))
-        )
+        statement = restrict(select(tables.Partner), tables.Partner, info.context.caller)
+        return list(await info.context.scalars(statement.order_by(tables.Partner.code)))
 
     @strawberry.field(description="Configured attendance types, e.g. PRESENT, ABSENT, SICK.")
     async def attendance_types(self, info: InfoT) -> list[AttendanceType]:
-        return list(
-            await info.context.scalars(
-                select(tables.AttendanceType).order_by(tables.AttendanceType.id)
-            )
+        statement = restrict(
+            select(tables.AttendanceType), tables.AttendanceType, info.context.caller
         )
+        return list(await info.context.scalars(statement.order_by(tables.AttendanceType.id)))

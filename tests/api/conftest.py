@@ -15,6 +15,8 @@ from starlette.applications import Starlette
 
 from enrolink.app import create_app
 from enrolink.settings import Settings, load_settings
+from models.enums import TokenRole
+from models.tokens import AUTHENTICATION_OPTION, create_token
 
 
 @pytest.fixture
@@ -46,16 +48,35 @@ class StatementCounter:
             self.counting = False
 
 
+async def issue_token(
+    app: Starlette, role: TokenRole = TokenRole.STAFF, *, partner_id: int | None = None
+) -> str:
+    """Create a token in the app's database and return its secret."""
+    async with app.state.enrolink.sessionmaker() as session:
+        issued = await create_token(session, role=role, name="test", partner_id=partner_id)
+        await session.commit()
+    return issued.secret
+
+
 @dataclass
 class GraphQLClient:
+    """Sends documents to the in-process app with a staff token, or with the token given."""
+
     http: httpx.AsyncClient
     app: Starlette
     statements: StatementCounter
+    token: str
 
     async def execute(
-        self, document: str, variables: dict[str, Any] | None = None, **headers: str
+        self,
+        document: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        **headers: str,
     ) -> dict[str, Any]:
         """POST a document and return the whole response body (data and errors)."""
+        headers = {"Authorization": f"Bearer {token or self.token}", **headers}
         response = await self.http.post(
             "/graphql", json={"query": document, "variables": variables or {}}, headers=headers
         )
@@ -80,9 +101,14 @@ async def graphql(app_settings: Settings) -> AsyncIterator[GraphQLClient]:
 
         @event.listens_for(engine.sync_engine, "before_cursor_execute")
         def count(*args: Any) -> None:
+            # Token lookups belong to authentication, not to the operation being measured.
+            execution_context = args[4]
+            if execution_context.execution_options.get(AUTHENTICATION_OPTION):
+                return
             if counter.counting:
                 counter.statements.append(args[2])
 
+        token = await issue_token(app)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://enrolink.test") as http:
-            yield GraphQLClient(http=http, app=app, statements=counter)
+            yield GraphQLClient(http=http, app=app, statements=counter, token=token)

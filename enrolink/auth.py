@@ -1,0 +1,113 @@
+"""Bearer-token authentication for /graphql.
+
+Every request to a protected path must carry ``Authorization: Bearer <token>``. A missing or
+malformed header, or an unknown, expired or revoked token, gets HTTP 401 with a GraphQL-shaped
+JSON body and a ``WWW-Authenticate`` header (RFC 6750), and nothing behind the middleware runs.
+A valid token becomes ``request.state.caller``, which the GraphQL view turns into the context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import structlog
+from starlette.datastructures import Headers, QueryParams
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from models.tokens import TokenRejected, authenticate, looks_like_token
+from schema.context import Caller
+
+log = structlog.get_logger(__name__)
+
+REALM = "enrolink"
+
+
+def unauthenticated_response(message: str, *, invalid_token: bool) -> JSONResponse:
+    """Build the 401 response: the message in GraphQL's error shape, and the RFC 6750 header."""
+    challenge = f'Bearer realm="{REALM}"'
+    if invalid_token:
+        challenge += ', error="invalid_token"'
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
+        status_code=401,
+        headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"},
+    )
+
+
+def bearer_secret(authorization: str | None) -> str:
+    """Return the token in an Authorization header, or raise TokenRejected saying what is wrong."""
+    if authorization is None or not authorization.strip():
+        raise TokenRejected(
+            "Authentication is required: send the header 'Authorization: Bearer <token>'."
+        )
+    scheme, _, secret = authorization.strip().partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        raise TokenRejected(
+            "The Authorization header is malformed; send 'Authorization: Bearer <token>'."
+        )
+    if not looks_like_token(secret):
+        raise TokenRejected(
+            "The bearer token is malformed; Enrolink tokens start with 'enr_' followed by "
+            "43 letters, digits, '-' or '_'."
+        )
+    return secret
+
+
+class BearerAuthMiddleware:
+    """Authenticate HTTP requests except those to ``open_paths`` and GraphiQL's page.
+
+    The token lookup uses the application's sessionmaker (``app.state.enrolink``) in a short
+    transaction of its own, committed only when it recorded last_used_at.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, open_paths: Collection[str], graphiql_path: str | None = None
+    ) -> None:
+        self.app = app
+        self.open_paths = frozenset(open_paths)
+        self.graphiql_path = graphiql_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._is_open(scope):
+            await self.app(scope, receive, send)
+            return
+
+        headers = Headers(scope=scope)
+        authorization = headers.get("authorization")
+        try:
+            secret = bearer_secret(authorization)
+        except TokenRejected as rejection:
+            response = unauthenticated_response(
+                rejection.reason, invalid_token=authorization is not None
+            )
+            await response(scope, receive, send)
+            return
+
+        state = scope["app"].state.enrolink
+        try:
+            async with state.sessionmaker() as session:
+                token = await authenticate(session, secret)
+                await session.commit()
+        except TokenRejected as rejection:
+            log.info("auth.rejected", path=scope["path"], reason=rejection.reason)
+            response = unauthenticated_response(rejection.reason, invalid_token=True)
+            await response(scope, receive, send)
+            return
+
+        scope.setdefault("state", {})["caller"] = Caller(
+            role=token.role, partner_id=token.partner_id, token_id=token.id, name=token.name
+        )
+        with structlog.contextvars.bound_contextvars(token_id=token.id):
+            await self.app(scope, receive, send)
+
+    def _is_open(self, scope: Scope) -> bool:
+        path: str = scope["path"]
+        if path in self.open_paths:
+            return True
+        # GraphiQL's page contains no data, and its requests to /graphql carry a token.
+        if path != self.graphiql_path or scope["method"] != "GET":
+            return False
+        query = QueryParams(scope.get("query_string", b""))
+        return "query" not in query and "text/html" in Headers(scope=scope).get("accept", "")
