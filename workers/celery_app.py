@@ -46,6 +46,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "visibility_timeout": visibility_timeout,
             "unacked_restore_interval": restore_interval,
             "unacked_restore_throttle": 1,
+            # A worker killed while it held the restore mutex would otherwise block every sweep
+            # for kombu's default of 300 s, longer than a short visibility timeout.
+            "unacked_mutex_expire": min(300, visibility_timeout),
             "socket_connect_timeout": settings.broker_connect_timeout_seconds,
             "socket_timeout": BROKER_SOCKET_TIMEOUT_SECONDS,
             "health_check_interval": HEALTH_CHECK_INTERVAL_SECONDS,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 # PostgreSQL SQLSTATE codes that a new attempt can clear. Source: the PostgreSQL 15 manual,
@@ -44,8 +44,8 @@ def is_retryable(error: BaseException) -> bool:
     """Return True for a lost connection, a serialisation failure, a deadlock or a lock timeout."""
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True
-    if isinstance(error, PoolTimeoutError | InterfaceError):
-        # No pooled connection came free in time, or the driver lost its connection.
+    if isinstance(error, PoolTimeoutError):
+        # No pooled connection came free in time.
         return True
     if isinstance(error, ConnectionError | TimeoutError):
         return True
