@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import sys
 import time
 
 from bench.database import bench_database, default_server_url
@@ -19,8 +21,38 @@ async def _dataset(name: str, server_url: str, keep: bool) -> None:
     print(f"done in {time.perf_counter() - started:.2f} s")
 
 
+def _ladder(server_url: str, quick: bool) -> None:
+    from bench.ladder import run_ladder
+    from bench.report import machine, ratios, same_data, table, versions
+
+    levels = asyncio.run(run_ladder(server_url, quick=quick))
+    print()
+    print(f"machine: {machine()}")
+    print(f"versions: {versions()}")
+    print(f"all levels returned the same data: {'yes' if same_data(levels) else 'NO'}")
+    print()
+    print(table(levels))
+    print()
+    for line in ratios(levels):
+        print(line)
+
+
+def _inprocess() -> None:
+    from bench.inprocess import main as measure
+    from bench.load import Phase
+
+    specification = json.loads(sys.stdin.read())
+    phases = [Phase(*phase) for phase in specification["phases"]]
+    measure(
+        specification["document"], specification["variables"], specification["compiled"], phases
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmarks of Enrolink; with no command, run the nested-read ladder.",
+    )
     parser.add_argument(
         "--database-url",
         default=default_server_url(),
@@ -28,12 +60,32 @@ def main(argv: list[str] | None = None) -> None:
         "default: ENROLINK_TEST_DATABASE_URL or postgresql://postgres@127.0.0.1:5432/postgres",
     )
     commands = parser.add_subparsers(dest="command")
+    ladder = commands.add_parser("ladder", help="run the nested-read ladder on bench-500")
+    ladder.add_argument(
+        "--quick", action="store_true", help="send far fewer requests, to check the bench runs"
+    )
     dataset = commands.add_parser("dataset", help="load a dataset and report how long it took")
     dataset.add_argument("name", choices=sorted(DATASETS))
     dataset.add_argument(
         "--keep", action="store_true", help="keep the database instead of dropping it"
     )
+    serve = commands.add_parser("serve", help="internal: run one server of the ladder")
+    serve.add_argument("kind", choices=["physical", "naive", "enrolink"])
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--serve-database-url", required=True)
+    serve.add_argument("--occurrence-id", type=int, required=True)
+    commands.add_parser("inprocess", help="internal: measure L4, specification on stdin")
     arguments = parser.parse_args(argv)
 
     if arguments.command == "dataset":
         asyncio.run(_dataset(arguments.name, arguments.database_url, arguments.keep))
+    elif arguments.command == "serve":
+        from bench.servers import serve as run_server
+
+        run_server(
+            arguments.kind, arguments.port, arguments.serve_database_url, arguments.occurrence_id
+        )
+    elif arguments.command == "inprocess":
+        _inprocess()
+    else:
+        _ladder(arguments.database_url, quick=getattr(arguments, "quick", False))

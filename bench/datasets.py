@@ -261,7 +261,7 @@ async def load(url: str, dataset: Dataset, *, progress: bool = True) -> None:
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                     f"(SELECT max(id) FROM {table}))"
                 )
-        # Fresh statistics, so the planner sees the real sizes before the first measurement.
+        # Fresh statistics, so the planner knows the real table sizes before the first measurement.
         await connection.execute("ANALYZE")
     finally:
         await connection.close()

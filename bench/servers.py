@@ -1,0 +1,177 @@
+"""Servers under test, each in a uvicorn subprocess on a free 127.0.0.1 port.
+
+``python -m bench serve KIND`` is the subprocess's entry point; :class:`ServerProcess` starts
+it, reads its CPU time and peak resident memory from /proc, and always stops it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+HOST = "127.0.0.1"
+# A server whose /bench/stats does not respond within this time has failed to start.
+START_TIMEOUT_SECONDS = 30.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def create_enrolink_app() -> Starlette:
+    """Return Enrolink's application, configured from ENROLINK_* variables, plus /bench/stats.
+
+    Statements on api_tokens are the bearer-token check, which runs in its own transaction
+    before GraphQL; they are left out so the count is what the GraphQL request sent.
+    """
+    from enrolink.app import create_app
+
+    totals = {"statements": 0}
+
+    def count(_connection: Any, _cursor: Any, statement: str, *_arguments: Any) -> None:
+        if "api_tokens" not in statement:
+            totals["statements"] += 1
+
+    event.listen(Engine, "before_cursor_execute", count)
+
+    async def stats(_request: Request) -> JSONResponse:
+        return JSONResponse(totals)
+
+    app = create_app()
+    app.router.routes.insert(0, Route("/bench/stats", stats))
+    return app
+
+
+def serve(kind: str, port: int, database_url: str, occurrence_id: int) -> None:
+    """Run one server in this process until it is terminated."""
+    import uvicorn
+
+    app: Starlette
+    if kind == "physical":
+        from bench.physical import create_physical_app
+
+        app = create_physical_app(database_url, occurrence_id)
+    elif kind == "naive":
+        from bench.naive import create_naive_app
+
+        app = create_naive_app(database_url)
+    else:
+        app = create_enrolink_app()
+    uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """Return user plus system CPU time of a process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the command name, utime and stime are the 12th and 13th fields (man 5 proc).
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """Return the peak resident set size (VmHWM) of a process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"VmHWM is missing from /proc/{pid}/status")
+
+
+class ServerProcess:
+    """One ``python -m bench serve`` subprocess; use it as a context manager."""
+
+    def __init__(
+        self,
+        kind: str,
+        database_url: str,
+        *,
+        occurrence_id: int,
+        environment: dict[str, str] | None = None,
+        log_path: Path,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.base_url = f"http://{HOST}:{self.port}"
+        self.headers = headers or {}
+        self._command = [
+            sys.executable,
+            "-m",
+            "bench",
+            "serve",
+            kind,
+            "--port",
+            str(self.port),
+            "--serve-database-url",
+            database_url,
+            "--occurrence-id",
+            str(occurrence_id),
+        ]
+        self._environment = {**os.environ, **(environment or {})}
+        self._log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    def __enter__(self) -> ServerProcess:
+        log = self._log_path.open("ab")
+        self._process = subprocess.Popen(
+            self._command, env=self._environment, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while True:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"the {self.kind} server exited at start; see {self._log_path}")
+            try:
+                self.statements()
+                return self
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    self.__exit__(None, None, None)
+                    raise RuntimeError(
+                        f"the {self.kind} server did not start in {START_TIMEOUT_SECONDS} s; "
+                        f"see {self._log_path}"
+                    ) from None
+                time.sleep(0.2)
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def statements(self) -> int:
+        response = httpx.get(f"{self.base_url}/bench/stats", headers=self.headers, timeout=5)
+        response.raise_for_status()
+        total: int = response.json()["statements"]
+        return total
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.pid)
+
+    def peak_rss(self) -> int:
+        return peak_rss_bytes(self.pid)
