@@ -1,0 +1,37 @@
+"""Names for rows in error messages: the API's global id and the codes staff know."""
+
+from __future__ import annotations
+
+import base64
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.tables import Client, Enrolment, Occurrence
+
+
+def global_id(type_name: str, pk: int) -> str:
+    """Return the opaque id the GraphQL API shows for a row: base64 of ``<TypeName>:<pk>``.
+
+    ``schema.ids.encode_id`` encodes the same way; models cannot import schema, and a test
+    checks that the two agree.
+    """
+    return base64.b64encode(f"{type_name}:{pk}".encode()).decode("ascii")
+
+
+async def describe_enrolment(session: AsyncSession, enrolment_id: int) -> str:
+    """Return e.g. ``enrolment RW5y… (client C001 in occurrence BSB50420-ADM)``."""
+    row = (
+        await session.execute(
+            select(Client.client_code, Occurrence.code)
+            .select_from(Enrolment)
+            .join(Client, Client.id == Enrolment.client_id)
+            .join(Occurrence, Occurrence.id == Enrolment.occurrence_id)
+            .where(Enrolment.id == enrolment_id)
+        )
+    ).one()
+    client_code, occurrence_code = row
+    return (
+        f"enrolment {global_id('Enrolment', enrolment_id)} "
+        f"(client {client_code} in occurrence {occurrence_code})"
+    )
