@@ -1,4 +1,4 @@
-"""The `enrolink` command line: migrate, serve, worker, beat and dev.
+"""The `enrolink` command line: migrate, serve, worker, beat, reconcile and dev.
 
 Every command reads its settings from ``ENROLINK_*`` environment variables. A missing or
 malformed setting ends the command with its message and exit status 2, without a traceback.
@@ -177,6 +177,17 @@ def _command_beat(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _command_reconcile(args: argparse.Namespace) -> int:
+    from workers.main import reconcile_once
+
+    settings = _load_and_configure(needs_redis=True)
+    run = reconcile_once(settings, trigger="cli")
+    print(f"Reconciliation run {run.id}: found and repaired per cause")
+    for count in run.counts:
+        print(f"  {count.cause}: found {count.found}, repaired {count.repaired}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------------
 # dev
 
@@ -329,6 +340,17 @@ def build_parser() -> argparse.ArgumentParser:
         f"{_default('reconcile_interval_seconds')}). Run exactly one beat per deployment.",
     )
     beat.set_defaults(handler=_command_beat)
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="close orphaned links and request roll-ups of stale results, once",
+        description="Run the link reconciler now, as beat does every "
+        f"{_variable('reconcile_interval_seconds')} seconds (default: "
+        f"{_default('reconcile_interval_seconds')}), and print what it found and repaired per "
+        "cause. It writes to ENROLINK_DATABASE_URL and sends the roll-ups it requests to "
+        "ENROLINK_REDIS_URL (both required).",
+    )
+    reconcile.set_defaults(handler=_command_reconcile)
 
     dev = commands.add_parser(
         "dev",

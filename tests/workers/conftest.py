@@ -37,15 +37,8 @@ READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 POLL_INTERVAL_SECONDS = 0.1
 
-# The start of a worker process, until `enrolink worker` takes the same options.
-_RUN_WORKER = (
-    "import sys; from enrolink.settings import load_settings; from workers.main import run_worker; "
-    "run_worker(load_settings(), concurrency=int(sys.argv[1]), queues=None, loglevel='INFO')"
-)
-_RUN_BEAT = (
-    "from enrolink.settings import load_settings; from workers.main import run_beat; "
-    "run_beat(load_settings())"
-)
+_WORKER = ["-m", "enrolink", "worker"]
+_BEAT = ["-m", "enrolink", "beat"]
 
 
 async def wait_until(
@@ -203,7 +196,7 @@ class WorkerStack:
         number = len(self.processes) + 1
         worker = ServiceProcess(
             name=f"worker {number}",
-            command=[sys.executable, "-c", _RUN_WORKER, str(concurrency)],
+            command=[sys.executable, *_WORKER, f"--concurrency={concurrency}"],
             environment=self.environment(**extra),
             log_path=self.folder / f"worker-{number}.log",
         )
@@ -216,7 +209,7 @@ class WorkerStack:
         number = len(self.processes) + 1
         beat = ServiceProcess(
             name=f"beat {number}",
-            command=[sys.executable, "-c", _RUN_BEAT],
+            command=[sys.executable, *_BEAT],
             environment=self.environment(**extra),
             log_path=self.folder / f"beat-{number}.log",
         )
