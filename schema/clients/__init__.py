@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import strawberry
 
+from schema.clients.create_client import create_client
+
 
 @strawberry.type
 class Mutations:
-    pass
+    create_client = strawberry.mutation(resolver=create_client)
