@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import strawberry
 
+from schema.attendance.create_class import create_class
+from schema.attendance.record_attendance import record_attendance
+
 
 @strawberry.type
 class Mutations:
-    pass
+    create_class = strawberry.mutation(resolver=create_class)
+    record_attendance = strawberry.mutation(resolver=record_attendance)
