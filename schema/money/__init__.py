@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import strawberry
 
+from schema.money.record_payment import record_payment
+
 
 @strawberry.type
 class Mutations:
-    pass
+    record_payment = strawberry.mutation(resolver=record_payment)
