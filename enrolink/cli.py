@@ -189,6 +189,51 @@ def _command_reconcile(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# seed
+
+
+def _command_seed(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    from models.demo import ADMINISTRATIVE_CODE, SeedOutcome, seed_database
+    from models.errors import DomainError
+
+    settings = _load_and_configure(needs_redis=False)
+    database_url = settings.require_database_url()
+    shown_url = make_url(database_url).render_as_string(hide_password=True)
+
+    try:
+        outcome = asyncio.run(seed_database(database_url, print))
+    except (OSError, DBAPIError) as error:
+        reason = error.orig if isinstance(error, DBAPIError) else error
+        print(
+            f"enrolink seed: could not load the demo data into the database at {shown_url}: "
+            f"{reason}. Nothing was written. Check that PostgreSQL is running, that "
+            f"{_variable('database_url')} is right and that `enrolink migrate` has run.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    except DomainError as error:
+        # The demo's codes clash with data already in the database, e.g. a programme BSB50420.
+        print(
+            f"enrolink seed: could not load the demo data: {error.message} Nothing was "
+            "written; load the demo data into an empty database instead.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+
+    if outcome is SeedOutcome.ALREADY_LOADED:
+        print(
+            f"The demo data are already in the database at {shown_url} (occurrence "
+            f"{ADMINISTRATIVE_CODE} exists), so nothing was loaded."
+        )
+    else:
+        print(f"Loaded the demo data into the database at {shown_url} in one transaction.")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
 # dev
 
 
@@ -351,6 +396,17 @@ def build_parser() -> argparse.ArgumentParser:
         "ENROLINK_REDIS_URL (both required).",
     )
     reconcile.set_defaults(handler=_command_reconcile)
+
+    seed = commands.add_parser(
+        "seed",
+        help="load the demo data (a 2026 cohort of BSB50420) unless already loaded",
+        description="Load the demo data into the database at ENROLINK_DATABASE_URL (required, "
+        "no default) in one transaction: the twelve units of BSB50420 Diploma of Leadership and "
+        "Management, its programmes and occurrences, 24 invented clients, their linked "
+        "enrolments, payments, attendance and results, rolled up. A database that already has "
+        "them is left unchanged. Run `enrolink migrate` first.",
+    )
+    seed.set_defaults(handler=_command_seed)
 
     dev = commands.add_parser(
         "dev",

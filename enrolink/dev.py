@@ -131,6 +131,7 @@ def _start(run: DevRun, settings: Settings, data_dir: Path, host: str, port: int
 
     _report(_migrate(database_url))
     load_demo_data(database_url)
+    token = issue_dev_token(database_url)
 
     environment = _child_environment(database_url, redis_url, data_dir, host, port)
     _start_child(run, "server", ["serve", "--host", host, "--port", str(port)], environment)
@@ -149,16 +150,69 @@ def _start(run: DevRun, settings: Settings, data_dir: Path, host: str, port: int
     _wait_until_healthy(run, host, port)
     url = f"http://{_url_host(_connectable_host(host))}:{port}/graphql"
     _report(f"Enrolink is running: {url} (Ctrl-C stops it)")
+    _report(
+        f"Staff token for this run: {token}. In GraphiQL, open Headers and enter "
+        f'{{"Authorization": "Bearer {token}"}}'
+    )
     log.info("dev.started", url=url, data_dir=str(data_dir))
 
 
 def load_demo_data(database_url: str) -> None:
-    """Load the demo data into the database when it contains no data yet.
+    """Load the demo data (as `enrolink seed` does) when the database contains no data yet.
 
-    TODO: does nothing until the demo data loader (`enrolink seed`) exists. Then call it here
-    only on an empty database, so that a second run keeps what the first loaded and what the
+    Only an empty database gets them, so a second run keeps what the first loaded and what the
     developer changed since.
     """
+    from models.demo import SeedOutcome, seed_database
+
+    outcome = asyncio.run(
+        seed_database(
+            database_url, lambda line: _report(f"  {line}"), only_into_empty_database=True
+        )
+    )
+    if outcome is SeedOutcome.LOADED:
+        _report("Demo data: loaded; docs/walkthrough.md tours them")
+    elif outcome is SeedOutcome.ALREADY_LOADED:
+        _report("Demo data: already loaded")
+    else:
+        _report("Demo data: not loaded, because the database already contains other data")
+
+
+# The name of the staff token that each `enrolink dev` run issues.
+DEV_TOKEN_NAME = "enrolink dev"
+
+
+def issue_dev_token(database_url: str) -> str:
+    """Create a staff token for this run, revoke those of earlier runs, and return its secret.
+
+    The database keeps only a token's hash, so each run issues a new token to print. Revoking
+    the earlier ones leaves one valid dev token, however many runs printed one.
+    """
+    return asyncio.run(_issue_dev_token(database_url))
+
+
+async def _issue_dev_token(database_url: str) -> str:
+    from sqlalchemy import func, update
+
+    from models.db import create_engine, create_sessionmaker
+    from models.enums import TokenRole
+    from models.tables import ApiToken
+    from models.tokens import create_token
+
+    engine = create_engine(
+        database_url, pool_size=1, max_overflow=0, application_name="enrolink-dev"
+    )
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            await session.execute(
+                update(ApiToken)
+                .where(ApiToken.name == DEV_TOKEN_NAME, ApiToken.revoked_at.is_(None))
+                .values(revoked_at=func.now())
+            )
+            issued = await create_token(session, role=TokenRole.STAFF, name=DEV_TOKEN_NAME)
+        return issued.secret
+    finally:
+        await engine.dispose()
 
 
 async def _create_database(postgres: EmbeddedPostgres, name: str) -> str:
