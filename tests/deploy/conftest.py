@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
 
 import httpx
 import pytest
 
 from enrolink.app import create_app
 from enrolink.settings import Settings, load_settings
+from models.enums import TokenRole
+from models.tokens import create_token
 
 
 def closed_port() -> int:
@@ -38,20 +41,35 @@ def app_settings(database_url: str, redis_url: str) -> Settings:
     )
 
 
-AppClient = Callable[[Settings], AbstractAsyncContextManager[httpx.AsyncClient]]
+class AppClient(Protocol):
+    def __call__(
+        self, settings: Settings, *, authenticated: bool = True
+    ) -> AbstractAsyncContextManager[httpx.AsyncClient]: ...
 
 
 @pytest.fixture
 def app_client() -> AppClient:
-    """Return a factory of HTTP clients for the app built from the given settings."""
+    """Return a factory of HTTP clients for the app built from the given settings.
+
+    An authenticated client sends a new staff token, which needs a reachable database; the
+    probes and /metrics need no token.
+    """
 
     @asynccontextmanager
-    async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async def client(
+        settings: Settings, *, authenticated: bool = True
+    ) -> AsyncIterator[httpx.AsyncClient]:
         app = create_app(settings, publisher=_publish_nothing)
         async with app.router.lifespan_context(app):
+            headers = {}
+            if authenticated:
+                async with app.state.enrolink.sessionmaker() as session:
+                    issued = await create_token(session, role=TokenRole.STAFF, name="deploy tests")
+                    await session.commit()
+                headers["Authorization"] = f"Bearer {issued.secret}"
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(
-                transport=transport, base_url="http://enrolink.test"
+                transport=transport, base_url="http://enrolink.test", headers=headers
             ) as http:
                 yield http
 

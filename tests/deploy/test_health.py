@@ -22,7 +22,7 @@ async def test_readyz_names_postgres_when_closed(app_client: AppClient, redis_ur
         database_url=f"postgresql://enrolink@127.0.0.1:{closed_port()}/enrolink",
         redis_url=redis_url,
     )
-    async with app_client(settings) as http:
+    async with app_client(settings, authenticated=False) as http:
         started = time.perf_counter()
         response = await http.get("/readyz")
         elapsed = time.perf_counter() - started
@@ -39,7 +39,7 @@ async def test_readyz_names_redis_when_closed(app_client: AppClient, database_ur
     settings = load_settings(
         database_url=database_url, redis_url=f"redis://127.0.0.1:{closed_port()}/0"
     )
-    async with app_client(settings) as http:
+    async with app_client(settings, authenticated=False) as http:
         response = await http.get("/readyz")
 
     assert response.status_code == 503
@@ -51,7 +51,7 @@ async def test_readyz_names_both_when_closed(app_client: AppClient) -> None:
         database_url=f"postgresql://enrolink@127.0.0.1:{closed_port()}/enrolink",
         redis_url=f"redis://127.0.0.1:{closed_port()}/0",
     )
-    async with app_client(settings) as http:
+    async with app_client(settings, authenticated=False) as http:
         started = time.perf_counter()
         response = await http.get("/readyz")
         elapsed = time.perf_counter() - started
@@ -67,7 +67,7 @@ async def test_healthz_ok_without_dependencies(app_client: AppClient) -> None:
         database_url=f"postgresql://enrolink@127.0.0.1:{closed_port()}/enrolink",
         redis_url=f"redis://127.0.0.1:{closed_port()}/0",
     )
-    async with app_client(settings) as http:
+    async with app_client(settings, authenticated=False) as http:
         response = await http.get("/healthz")
 
     assert response.status_code == 200

@@ -178,7 +178,7 @@ async def test_outbox_failure_keeps_scrape(app_client: AppClient, redis_url: str
         database_url=f"postgresql://enrolink@127.0.0.1:{closed_port()}/enrolink",
         redis_url=redis_url,
     )
-    async with app_client(settings) as http:
+    async with app_client(settings, authenticated=False) as http:
         response = await http.get("/metrics")
 
     assert response.status_code == 200
