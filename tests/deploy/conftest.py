@@ -20,8 +20,8 @@ from models.tokens import create_token
 def closed_port() -> int:
     """Return a port on 127.0.0.1 that nothing listens on.
 
-    The port was free a moment ago; another process could take it before the test connects,
-    which would only turn a refused connection into a timeout or a protocol error.
+    The port was free a moment ago. Another process could take it before the test connects,
+    but that would only turn a refused connection into a timeout or a protocol error.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
