@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import sys
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from types import ModuleType
 from typing import Any
 
 from enrolink.settings import ENV_PREFIX, Settings, SettingsError, load_settings
@@ -133,32 +131,14 @@ def _command_serve(args: argparse.Namespace) -> int:
 # worker and beat
 
 
-def _load_workers_main(command: str) -> ModuleType | None:
-    """Import ``workers.main``, or print why it cannot be and return None."""
-    try:
-        return importlib.import_module("workers.main")
-    except ModuleNotFoundError as error:
-        if error.name not in {"workers", "workers.main"}:
-            raise
-    print(
-        f"enrolink {command}: the Celery application (module workers.main) is not installed "
-        "in this checkout, so there is no worker or beat to run. Update the checkout and "
-        "reinstall with `pip install -e '.[dev]'`.",
-        file=sys.stderr,
-    )
-    return None
-
-
 def _command_worker(args: argparse.Namespace) -> int:
-    settings = _load_and_configure(needs_redis=True)
-    workers_main = _load_workers_main("worker")
-    if workers_main is None:
-        return EXIT_USAGE
+    from workers.main import run_worker
 
+    settings = _load_and_configure(needs_redis=True)
     queues = (
         [name.strip() for name in args.queues.split(",") if name.strip()] if args.queues else None
     )
-    workers_main.run_worker(
+    run_worker(
         settings,
         concurrency=args.concurrency,
         queues=queues,
@@ -168,12 +148,10 @@ def _command_worker(args: argparse.Namespace) -> int:
 
 
 def _command_beat(args: argparse.Namespace) -> int:
-    settings = _load_and_configure(needs_redis=True)
-    workers_main = _load_workers_main("beat")
-    if workers_main is None:
-        return EXIT_USAGE
+    from workers.main import run_beat
 
-    workers_main.run_beat(settings)
+    settings = _load_and_configure(needs_redis=True)
+    run_beat(settings)
     return EXIT_OK
 
 

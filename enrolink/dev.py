@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
-import importlib.util
 import os
 import signal
 import socket
@@ -135,17 +134,8 @@ def _start(run: DevRun, settings: Settings, data_dir: Path, host: str, port: int
 
     environment = _child_environment(database_url, redis_url, data_dir, host, port)
     _start_child(run, "server", ["serve", "--host", host, "--port", str(port)], environment)
-    if _workers_available():
-        _start_child(run, "worker", ["worker"], environment)
-        _start_child(run, "beat", ["beat"], environment)
-    else:
-        # NOTE: this branch goes away once workers/main.py exists. Until then roll-ups stay
-        # pending.
-        _report(
-            "Worker and beat: not started, because the Celery application (workers.main) is "
-            "not in this checkout. Roll-ups stay pending until it is.",
-            error=True,
-        )
+    _start_child(run, "worker", ["worker"], environment)
+    _start_child(run, "beat", ["beat"], environment)
 
     _wait_until_healthy(run, host, port)
     url = f"http://{_url_host(_connectable_host(host))}:{port}/graphql"
@@ -295,13 +285,6 @@ def _terminate_with_parent(parent_pid: int) -> None:
     # The parent may have died before prctl took effect; then no signal will ever come.
     if os.getppid() != parent_pid:
         os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _workers_available() -> bool:
-    try:
-        return importlib.util.find_spec("workers.main") is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def _wait_until_healthy(run: DevRun, host: str, port: int) -> None:
