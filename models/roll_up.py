@@ -180,7 +180,7 @@ async def roll_up(
     The enrolments are locked in id order, so two roll-ups of overlapping sets queue behind
     each other instead of deadlocking, and a change that increments ``roll_up_version`` waits
     for this transaction. The derivation runs after the lock is held, so under READ COMMITTED it
-    sees every change committed before, and the second of two concurrent roll-ups finds nothing
+    reads every change committed before, and the second of two concurrent roll-ups finds nothing
     left to change. Running it twice changes nothing and adds no history.
     """
     locked = await lock_enrolments(session, administrative_enrolment_ids)

@@ -18,9 +18,9 @@ from workers.base import EnrolinkTask
 
 RELAY_OUTBOX_TASK = "enrolink.relay_outbox"
 
-# kombu's Redis transport defaults to a sweep for abandoned messages every 10 s that scans only
-# every 10th time (kombu 5.7). Scanning on every sweep, at a tenth of the visibility timeout,
-# bounds how late a killed worker's task comes back to about 1.1 visibility timeouts.
+# kombu's Redis transport (5.7) sweeps for abandoned messages every 10 s but scans Redis only
+# on every 10th sweep. Scanning on every sweep, every tenth of the visibility timeout (1 to
+# 60 s), brings a killed worker's task back at most that much after the visibility timeout.
 UNACKED_RESTORE_INTERVAL_RANGE_SECONDS = (1, 60)
 # Seconds between checks of the long-lived Redis connections. It is kombu's default, stated here
 # because it bounds how long a broken consumer connection goes unnoticed (about a minute).
@@ -53,8 +53,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_timeout": BROKER_SOCKET_TIMEOUT_SECONDS,
             "health_check_interval": HEALTH_CHECK_INTERVAL_SECONDS,
         },
-        # Publishing fails at once instead of retrying: the outbox row stays unpublished and
-        # the relay sends it, so a request never waits on a Redis that is down.
+        # A publish is not retried. Once kombu has tried to connect for
+        # broker_connection_timeout it fails, the outbox row stays unpublished, and the relay
+        # sends it later. A Redis that accepts the connection but stops responding is given
+        # BROKER_SOCKET_TIMEOUT_SECONDS instead.
         "task_publish_retry": False,
         "task_serializer": "json",
         "accept_content": ["json"],

@@ -91,11 +91,11 @@ async def publish_pending(
     """
     if not messages:
         return
-    app = celery_app if celery_app is not None else _default_app()
     try:
+        app = celery_app if celery_app is not None else _default_app()
         outcome = await asyncio.to_thread(publish_messages, app, messages)
     except Exception as error:
-        # Only building the app can fail here (missing ENROLINK_REDIS_URL, say).
+        # Only loading the app and its settings can fail here (no ENROLINK_REDIS_URL, say).
         outcome = PublishOutcome(
             unsent=[message.outbox_id for message in messages], error=repr(error)
         )

@@ -170,7 +170,7 @@ async def test_two_workers_roll_up_same_enrolment(
     outbox_ids = [message.outbox_id for message in pending]
 
     async with module_sessionmaker() as holder, holder.begin():
-        # Holding the enrolment's row lock makes both roll-ups wait, then start together.
+        # While the test holds the enrolment's row lock, both roll-ups wait on it at once.
         await holder.execute(
             text("SELECT id FROM enrolments WHERE id = :id FOR UPDATE"),
             {"id": linked.administrative_enrolment_id},
