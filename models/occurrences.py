@@ -116,8 +116,8 @@ async def lock_occurrence(session: AsyncSession, occurrence_id: int, *, field: s
     """Load the occurrence and lock its row until the transaction ends.
 
     Changes to an occurrence's units take this lock so that two of them never interleave.
-    NOTE: an enrolment that reads the occurrence's units before this transaction commits
-    misses the change unless it also locks the row (FOR SHARE) before reading them.
+    Enrolling locks the same row FOR SHARE before reading the units, so a new enrolment
+    either waits for this change or is already visible to it, and never misses a unit.
     """
     occurrence = await session.scalar(
         select(Occurrence)

@@ -108,15 +108,15 @@ async def test_create_client_accepts_no_usi(graphql: GraphQLClient) -> None:
     assert data["createClient"]["client"]["usi"] is None
 
 
-@pytest.mark.parametrize(
-    "email", ["mia", "mia@", "@example.com", "mia@example", "mia nguyen@example.com", "a@b@c.au"]
-)
-async def test_create_client_rejects_malformed_email(graphql: GraphQLClient, email: str) -> None:
+async def test_create_client_rejects_malformed_emails(graphql: GraphQLClient) -> None:
     before = await snapshot(graphql)
+    emails = ["mia", "mia@", "@example.com", "mia@example", "mia nguyen@example.com", "a@b@c.au"]
 
-    errors = await _errors(graphql, _input(email=email))
+    for email in emails:
+        errors = await _errors(graphql, _input(email=email))
 
-    assert errors == [("INVALID_INPUT", "email")]
+        assert errors == [("INVALID_INPUT", "email")], email
+
     assert await snapshot(graphql) == before
 
 

@@ -1,6 +1,6 @@
 """A small world in which every mutation of these areas has a valid input to start from.
 
-Each table test takes a valid input, spoils one field and checks the answer. Successful calls
+Each table test takes a valid input, spoils one field and checks the payload. Successful calls
 create rows, so every code in a valid input is made unique with a counter.
 """
 
@@ -145,5 +145,6 @@ async def send(graphql: GraphQLClient, mutation: str, input: dict[str, Any]) -> 
 def returned(payload: dict[str, Any], field_name: str) -> Any:
     """Return a field of the object in a payload, e.g. ``surname`` of ``client``."""
     objects = [value for key, value in payload.items() if key != "errors"]
-    assert len(objects) == 1 and objects[0] is not None, payload
+    assert len(objects) == 1, payload
+    assert objects[0] is not None, payload
     return objects[0][field_name]
