@@ -1,0 +1,181 @@
+"""Query limits: each oversized document is rejected quickly, naming the limit and its value."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from enrolink.settings import Settings
+from tests.access.conftest import client_for
+from tests.api.conftest import GraphQLClient
+
+# A rejection must not cost the server noticeable time; the documents below took seconds to
+# minutes in Strawberry's own limiters before the guard (see schema.limits).
+MAX_SECONDS = 1.0
+
+CYCLIC_FRAGMENTS = """
+query { enrolment(id: "RW5yb2xtZW50OjE=") { ...A } }
+fragment A on Enrolment { linkedEnrolments { ...B } }
+fragment B on Enrolment { linkedEnrolments { ...A } }
+"""
+# 300 levels of fields: an enrolment, then its linked enrolments' linked enrolments, and so on.
+NESTED_300 = (
+    '{ enrolment(id: "RW5yb2xtZW50OjE=") {'
+    + " linkedEnrolments {" * 299
+    + " id"
+    + " }" * 300
+    + " }"
+)
+ALIAS_BOMB = "{ " + " ".join(f"a{index}: __typename" for index in range(1000)) + " }"
+# Each fragment spreads the next twice: 2**24 fields once expanded, in about 200 tokens.
+FRAGMENT_BOMB = (
+    "{ ...F0 }\n"
+    + "".join(
+        f"fragment F{index} on Query {{ ...F{index + 1} ...F{index + 1} }}\n" for index in range(24)
+    )
+    + "fragment F24 on Query { __typename }"
+)
+# Result.sourceResult is a single object, so this is deep without being costly.
+TOO_DEEP = (
+    '{ enrolment(id: "RW5yb2xtZW50OjE=") { results {'
+    + " sourceResult {" * 12
+    + " id"
+    + " }" * 12
+    + " } } }"
+)
+COSTLY = """
+{ occurrences(first: 500) { edges { node { enrolments(first: 500) { edges { node { id } } } } } } }
+"""
+COSTLY_BY_VARIABLE = """
+query ($size: Int) {
+  occurrences(first: $size) {
+    edges { node { enrolments(first: $size) { edges { node { id } } } } }
+  }
+}
+"""
+TOO_MANY_TOKENS = "{" + " __typename" * 6000 + " }"
+INTROSPECTION = "{ __schema { queryType { name } } }"
+HEALTHY = "{ partners { code } }"
+
+
+async def _rejected(graphql: GraphQLClient, document: str, **variables: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    body = await graphql.execute(document, variables)
+    elapsed = time.perf_counter() - started
+
+    assert elapsed < MAX_SECONDS, f"rejecting took {elapsed:.2f} s"
+    assert body.get("data") is None, body
+    assert len(body["errors"]) >= 1, body
+    error: dict[str, Any] = body["errors"][0]
+    return error
+
+
+async def _still_serving(graphql: GraphQLClient) -> None:
+    data = await graphql.data(HEALTHY)
+    assert data == {"partners": []}
+
+
+async def test_cyclic_fragments_rejected(graphql: GraphQLClient) -> None:
+    error = await _rejected(graphql, CYCLIC_FRAGMENTS)
+
+    assert error["extensions"]["code"] == "QUERY_LIMIT_EXCEEDED"
+    assert error["extensions"]["limit"] == "maxQueryDepth"
+    assert "A → B → A" in error["message"]
+    assert "12" in error["message"]
+    await _still_serving(graphql)
+
+
+async def test_300_level_document_rejected(graphql: GraphQLClient) -> None:
+    error = await _rejected(graphql, NESTED_300)
+
+    assert error["extensions"]["code"] == "QUERY_LIMIT_EXCEEDED"
+    assert error["extensions"]["maximum"] == 12
+    assert "at most 12 fields deep" in error["message"]
+    await _still_serving(graphql)
+
+
+async def test_alias_bomb_rejected(graphql: GraphQLClient) -> None:
+    error = await _rejected(graphql, ALIAS_BOMB)
+
+    assert error["message"] == "1000 aliases found. Allowed: 30"
+    await _still_serving(graphql)
+
+
+async def test_fragment_bomb_rejected(graphql: GraphQLClient) -> None:
+    error = await _rejected(graphql, FRAGMENT_BOMB)
+
+    assert error["extensions"]["limit"] == "maxTokens"
+    assert "16,777,216 fields" in error["message"]
+    assert "5,000" in error["message"]
+    await _still_serving(graphql)
+
+
+async def test_depth_over_limit_rejected(graphql: GraphQLClient) -> None:
+    error = await _rejected(graphql, TOO_DEEP)
+
+    assert "exceeds maximum operation depth of 12" in error["message"]
+    await _still_serving(graphql)
+
+
+async def test_cost_over_limit_rejected(graphql: GraphQLClient) -> None:
+    error = await _rejected(graphql, COSTLY)
+
+    assert error["extensions"]["limit"] == "maxQueryCost"
+    assert error["extensions"]["maximum"] == 200_000
+    assert "the maximum is 200,000" in error["message"]
+    await _still_serving(graphql)
+
+
+async def test_cost_counts_page_size_variables(graphql: GraphQLClient) -> None:
+    error = await _rejected(graphql, COSTLY_BY_VARIABLE, size=500)
+
+    assert error["extensions"]["limit"] == "maxQueryCost"
+
+
+async def test_small_pages_within_cost(graphql: GraphQLClient) -> None:
+    data = await graphql.data(COSTLY_BY_VARIABLE, {"size": 50})
+
+    assert data == {"occurrences": {"edges": []}}
+
+
+async def test_token_limit_rejected(graphql: GraphQLClient) -> None:
+    error = await _rejected(graphql, TOO_MANY_TOKENS)
+
+    assert "more than 5000 tokens" in error["message"]
+    await _still_serving(graphql)
+
+
+async def test_introspection_on_in_development(graphql: GraphQLClient) -> None:
+    data = await graphql.data(INTROSPECTION)
+
+    assert data == {"__schema": {"queryType": {"name": "Query"}}}
+
+
+async def test_introspection_off_in_production(settings_for: Callable[..., Settings]) -> None:
+    async with client_for(settings_for(environment="production")) as graphql:
+        body = await graphql.execute(INTROSPECTION)
+
+    assert body.get("data") is None
+    assert "introspection has been disabled" in body["errors"][0]["message"]
+
+
+async def test_field_suggestions_hidden(graphql: GraphQLClient) -> None:
+    misspelt_field = await graphql.execute("{ partnres { code } }")
+    misspelt_argument = await graphql.execute("{ occurrences(frist: 1) { edges { cursor } } }")
+    misspelt_enum = await graphql.execute("{ occurrences(kind: SESION) { edges { cursor } } }")
+
+    for body in (misspelt_field, misspelt_argument, misspelt_enum):
+        message = body["errors"][0]["message"]
+        assert "Did you mean" not in message, message
+
+
+async def test_batched_requests_rejected(graphql: GraphQLClient) -> None:
+    response = await graphql.http.post(
+        "/graphql",
+        json=[{"query": HEALTHY}, {"query": HEALTHY}],
+        headers={"Authorization": f"Bearer {graphql.token}"},
+    )
+
+    assert response.status_code == 400
+    assert "Batching is not enabled" in response.text

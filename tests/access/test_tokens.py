@@ -1,0 +1,254 @@
+"""Bearer tokens: issuing, storing, authenticating over HTTP, expiry and revocation."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.enums import TokenRole
+from models.errors import DomainError, ErrorCode
+from models.tables import ApiToken, Partner, Unit
+from models.tokens import (
+    TOKEN_PREFIX,
+    authenticate,
+    create_token,
+    fingerprint,
+    revoke_token,
+)
+from tests.api.conftest import GraphQLClient, issue_token
+
+CREATE_UNIT = """
+mutation { createUnit(input: {code: "TOK1", title: "Token unit"}) { unit { id } errors { code } } }
+"""
+PARTNERS = "{ partners { code } }"
+
+
+async def _post(graphql: GraphQLClient, headers: dict[str, str]) -> tuple[int, dict, dict]:
+    response = await graphql.http.post("/graphql", json={"query": CREATE_UNIT}, headers=headers)
+    return response.status_code, response.json(), dict(response.headers)
+
+
+async def _unit_count(graphql: GraphQLClient) -> int:
+    async with graphql.app.state.enrolink.sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(Unit)) or 0)
+
+
+async def test_missing_token_is_unauthenticated(graphql: GraphQLClient) -> None:
+    status, body, headers = await _post(graphql, {})
+
+    assert status == 401
+    assert body["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED"}
+    assert "Authorization: Bearer" in body["errors"][0]["message"]
+    assert headers["www-authenticate"] == 'Bearer realm="enrolink"'
+    assert await _unit_count(graphql) == 0
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Basic dXNlcjpwYXNz",
+        "Bearer",
+        "Bearer not-a-token",
+        "Bearer enr_short",
+        "enr_" + "a" * 43,
+        "Bearer enr_" + "a" * 42 + "!",
+    ],
+)
+async def test_malformed_header_is_unauthenticated(
+    graphql: GraphQLClient, authorization: str
+) -> None:
+    status, body, headers = await _post(graphql, {"Authorization": authorization})
+
+    assert status == 401
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "malformed" in body["errors"][0]["message"]
+    assert headers["www-authenticate"] == 'Bearer realm="enrolink", error="invalid_token"'
+    assert await _unit_count(graphql) == 0
+
+
+async def test_unknown_token_is_unauthenticated(graphql: GraphQLClient) -> None:
+    status, body, headers = await _post(graphql, {"Authorization": f"Bearer enr_{'x' * 43}"})
+
+    assert status == 401
+    assert "not valid" in body["errors"][0]["message"]
+    assert 'error="invalid_token"' in headers["www-authenticate"]
+    assert await _unit_count(graphql) == 0
+
+
+async def test_expired_token_is_unauthenticated(graphql: GraphQLClient) -> None:
+    secret = await issue_token(graphql.app)
+    async with graphql.app.state.enrolink.sessionmaker() as session:
+        await session.execute(
+            update(ApiToken)
+            .where(ApiToken.token_hash == hashlib.sha256(secret.encode()).hexdigest())
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        await session.commit()
+
+    status, body, _ = await _post(graphql, {"Authorization": f"Bearer {secret}"})
+
+    assert status == 401
+    assert "expired" in body["errors"][0]["message"]
+    assert await _unit_count(graphql) == 0
+
+
+async def test_revoked_token_is_unauthenticated(graphql: GraphQLClient) -> None:
+    secret = await issue_token(graphql.app)
+    async with graphql.app.state.enrolink.sessionmaker() as session:
+        await revoke_token(session, secret)
+        await session.commit()
+
+    status, body, _ = await _post(graphql, {"Authorization": f"Bearer {secret}"})
+
+    assert status == 401
+    assert "revoked" in body["errors"][0]["message"]
+    assert await _unit_count(graphql) == 0
+
+
+async def test_staff_token_is_accepted(graphql: GraphQLClient) -> None:
+    status, body, _ = await _post(graphql, {"Authorization": f"Bearer {graphql.token}"})
+
+    assert status == 200
+    assert body["data"]["createUnit"]["errors"] == []
+    assert await _unit_count(graphql) == 1
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+async def test_probes_need_no_token(graphql: GraphQLClient, path: str) -> None:
+    response = await graphql.http.get(path)
+
+    assert response.status_code == 200
+
+
+async def test_graphiql_page_needs_no_token(graphql: GraphQLClient) -> None:
+    response = await graphql.http.get("/graphql", headers={"Accept": "text/html"})
+
+    assert response.status_code == 200
+    assert "graphiql" in response.text.lower()
+
+
+async def test_get_query_needs_token(graphql: GraphQLClient) -> None:
+    response = await graphql.http.get(
+        "/graphql", params={"query": PARTNERS}, headers={"Accept": "text/html"}
+    )
+
+    assert response.status_code == 401
+
+
+async def test_last_used_written_once_a_minute(graphql: GraphQLClient) -> None:
+    secret = await issue_token(graphql.app)
+    token_hash = hashlib.sha256(secret.encode()).hexdigest()
+
+    async def last_used() -> datetime | None:
+        async with graphql.app.state.enrolink.sessionmaker() as session:
+            return await session.scalar(
+                select(ApiToken.last_used_at).where(ApiToken.token_hash == token_hash)
+            )
+
+    await graphql.execute(PARTNERS, token=secret)
+    first = await last_used()
+    await graphql.execute(PARTNERS, token=secret)
+    second = await last_used()
+    async with graphql.app.state.enrolink.sessionmaker() as session:
+        await session.execute(
+            update(ApiToken)
+            .where(ApiToken.token_hash == token_hash)
+            .values(last_used_at=func.now() - timedelta(minutes=2))
+        )
+        await session.commit()
+    await graphql.execute(PARTNERS, token=secret)
+    third = await last_used()
+
+    assert first is not None
+    assert second == first
+    assert third is not None and third > first
+
+
+async def test_token_stored_as_sha256(session: AsyncSession) -> None:
+    issued = await create_token(session, role=TokenRole.STAFF, name="ops")
+
+    assert issued.secret.startswith(TOKEN_PREFIX)
+    assert len(issued.secret) == len(TOKEN_PREFIX) + 43
+    assert issued.token.token_hash == hashlib.sha256(issued.secret.encode()).hexdigest()
+    stored = await session.scalar(select(func.count()).where(ApiToken.token_hash == issued.secret))
+    assert stored == 0
+
+
+async def test_tokens_are_distinct(session: AsyncSession) -> None:
+    secrets = {
+        (await create_token(session, role=TokenRole.STAFF, name="ops")).secret for _ in range(20)
+    }
+
+    assert len(secrets) == 20
+
+
+async def test_partner_token_needs_partner(session: AsyncSession) -> None:
+    with pytest.raises(DomainError) as raised:
+        await create_token(session, role=TokenRole.PARTNER, name="portal")
+
+    assert raised.value.code is ErrorCode.INVALID_INPUT
+
+
+async def test_staff_token_takes_no_partner(session: AsyncSession) -> None:
+    partner = Partner(code="P1", name="Partner one")
+    session.add(partner)
+    await session.flush()
+
+    with pytest.raises(DomainError) as raised:
+        await create_token(session, role=TokenRole.STAFF, name="ops", partner_id=partner.id)
+
+    assert raised.value.code is ErrorCode.INVALID_INPUT
+
+
+async def test_token_expiry_in_past_rejected(session: AsyncSession) -> None:
+    with pytest.raises(DomainError) as raised:
+        await create_token(
+            session,
+            role=TokenRole.STAFF,
+            name="ops",
+            expires_at=datetime.now(UTC) - timedelta(days=1),
+        )
+
+    assert raised.value.code is ErrorCode.INVALID_INPUT
+
+
+async def test_revoke_by_id_fingerprint_or_secret(session: AsyncSession) -> None:
+    by_id = await create_token(session, role=TokenRole.STAFF, name="one")
+    by_fingerprint = await create_token(session, role=TokenRole.STAFF, name="two")
+    by_secret = await create_token(session, role=TokenRole.STAFF, name="three")
+
+    await revoke_token(session, str(by_id.token.id))
+    await revoke_token(session, fingerprint(by_fingerprint.token))
+    await revoke_token(session, by_secret.secret)
+
+    assert by_id.token.revoked_at is not None
+    assert by_fingerprint.token.revoked_at is not None
+    assert by_secret.token.revoked_at is not None
+
+
+async def test_revoke_twice_keeps_first_time(session: AsyncSession) -> None:
+    issued = await create_token(session, role=TokenRole.STAFF, name="ops")
+    first = await revoke_token(session, str(issued.token.id))
+    revoked_at = first.revoked_at
+
+    second = await revoke_token(session, str(issued.token.id))
+
+    assert second.revoked_at == revoked_at
+
+
+@pytest.mark.parametrize("identifier", ["abc", "not-hex-at-all", "999999"])
+async def test_revoke_unknown_identifier_rejected(session: AsyncSession, identifier: str) -> None:
+    with pytest.raises(DomainError):
+        await revoke_token(session, identifier)
+
+
+async def test_authenticate_rejects_revoked(session: AsyncSession) -> None:
+    issued = await create_token(session, role=TokenRole.STAFF, name="ops")
+    await revoke_token(session, issued.secret)
+
+    with pytest.raises(Exception, match="revoked"):
+        await authenticate(session, issued.secret)
