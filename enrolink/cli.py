@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from enrolink.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+from enrolink.token_commands import add_token_commands
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -397,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_host_and_port(dev)
     dev.set_defaults(handler=_command_dev)
+
+    add_token_commands(commands)
 
     return parser
 
