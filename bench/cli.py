@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 import time
+from pathlib import Path
 
 from bench.database import bench_database, default_server_url
 from bench.datasets import DATASETS, load
@@ -25,9 +26,16 @@ def _ladder(server_url: str, quick: bool) -> None:
     from bench.ladder import run_ladder
     from bench.report import machine, ratios, same_data, table, versions
 
+    # Other processes on the machine skew every figure, so the load is printed with them.
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
     levels = asyncio.run(run_ladder(server_url, quick=quick))
+    load_after = Path("/proc/loadavg").read_text().split()[:3]
     print()
     print(f"machine: {machine()}")
+    print(
+        f"load average (1, 5, 15 min) before: {' '.join(load_before)}, "
+        f"after: {' '.join(load_after)}"
+    )
     print(f"versions: {versions()}")
     print(f"all levels returned the same data: {'yes' if same_data(levels) else 'NO'}")
     print()
@@ -75,6 +83,15 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--serve-database-url", required=True)
     serve.add_argument("--occurrence-id", type=int, required=True)
     commands.add_parser("inprocess", help="internal: measure L4, specification on stdin")
+    commands.add_parser(
+        "workers", help="time the set-based roll-up and the reconciler over bench-large"
+    )
+    profile = commands.add_parser(
+        "profile", help="print a cProfile of one ladder request executed in-process"
+    )
+    profile.add_argument(
+        "--compiled", action="store_true", help="profile the compiled path instead of resolvers"
+    )
     arguments = parser.parse_args(argv)
 
     if arguments.command == "dataset":
@@ -87,5 +104,13 @@ def main(argv: list[str] | None = None) -> None:
         )
     elif arguments.command == "inprocess":
         _inprocess()
+    elif arguments.command == "workers":
+        from bench.workers_bench import main as workers_main
+
+        workers_main(arguments.database_url)
+    elif arguments.command == "profile":
+        from bench.profiling import main as profile_main
+
+        profile_main(arguments.database_url, arguments.compiled)
     else:
         _ladder(arguments.database_url, quick=getattr(arguments, "quick", False))

@@ -139,9 +139,10 @@ def _measure_in_process(
         input=specification.encode(),
         env={**os.environ, **environment},
         capture_output=True,
-        check=True,
         timeout=900,
     )
+    if completed.returncode != 0:
+        raise RuntimeError(f"{name} ({description}) failed:\n{completed.stderr.decode()}")
     measured = json.loads(completed.stdout.decode().strip().splitlines()[-1])
     return Level(
         name=name,

@@ -1,0 +1,113 @@
+"""Set-based roll-up and the reconciler over bench-large, run directly in one process.
+
+The Celery path (tasks through Redis to a worker) is not measured here yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from sqlalchemy import text
+
+from bench.database import bench_database, sqlalchemy_url
+from bench.datasets import DATASETS, load
+from models.db import create_engine, create_sessionmaker
+from models.reconciliation import reconcile
+from models.roll_up import roll_up
+
+# A worker rolls up at most this many enrolments per transaction in this bench, the same as
+# the default ENROLINK_RECONCILE_BATCH_SIZE, so locks are held for one batch at a time.
+BATCH = 1_000
+
+
+async def _roll_up_all(sessionmaker: object, ids: list[int], batch: int) -> tuple[float, int]:
+    started = time.perf_counter()
+    changed = 0
+    for start in range(0, len(ids), batch):
+        async with sessionmaker() as session:  # type: ignore[operator]
+            counts = await roll_up(session, ids[start : start + batch])
+            await session.commit()
+            changed += counts.changed
+    return time.perf_counter() - started, changed
+
+
+async def run_workers_bench(server_url: str) -> list[str]:
+    lines: list[str] = []
+    async with bench_database(server_url) as url:
+        await load(url, DATASETS["bench-large"])
+        engine = create_engine(sqlalchemy_url(url), pool_size=2, max_overflow=0)
+        sessionmaker = create_sessionmaker(engine)
+        try:
+            async with sessionmaker() as session:
+                ids = list(
+                    (
+                        await session.execute(
+                            text(
+                                "SELECT e.id FROM enrolments e JOIN occurrences o "
+                                "ON o.id = e.occurrence_id WHERE o.kind = 'ADMINISTRATIVE' "
+                                "ORDER BY e.id"
+                            )
+                        )
+                    ).scalars()
+                )
+                # Clear every administrative result, so the first roll-up rewrites all of them.
+                await session.execute(
+                    text(
+                        "UPDATE enrolled_units r SET outcome = NULL, start_date = NULL, "
+                        "end_date = NULL, source_enrolled_unit_id = NULL, recorded_at = NULL "
+                        "FROM enrolments e JOIN occurrences o ON o.id = e.occurrence_id "
+                        "WHERE e.id = r.enrolment_id AND o.kind = 'ADMINISTRATIVE'"
+                    )
+                )
+                await session.commit()
+
+            seconds, changed = await _roll_up_all(sessionmaker, ids, len(ids))
+            lines.append(
+                f"roll-up, one statement set over {len(ids):,} administrative enrolments, "
+                f"all results stale: {seconds:.2f} s, {changed:,} results changed"
+            )
+            seconds, changed = await _roll_up_all(sessionmaker, ids, len(ids))
+            lines.append(
+                f"roll-up of the same {len(ids):,} enrolments again, nothing stale: "
+                f"{seconds:.2f} s, {changed:,} results changed"
+            )
+            seconds, changed = await _roll_up_all(sessionmaker, ids, BATCH)
+            lines.append(
+                f"roll-up in transactions of {BATCH:,} enrolments, nothing stale: "
+                f"{seconds:.2f} s, {changed:,} results changed"
+            )
+
+            async with sessionmaker() as session:
+                # 1% orphans: every hundredth session enrolment deleted with its link left open.
+                orphaned = await session.execute(
+                    text(
+                        "UPDATE enrolments SET deleted_at = now() WHERE id IN ("
+                        "SELECT session_enrolment_id FROM enrolment_links WHERE id % 100 = 0)"
+                    )
+                )
+                await session.commit()
+            started = time.perf_counter()
+            async with sessionmaker() as session:
+                run = await reconcile(
+                    session, trigger="bench", batch_size=BATCH, commit_batches=True
+                )
+                await session.commit()
+            seconds = time.perf_counter() - started
+            counts = ", ".join(
+                f"{count.cause} {count.found}/{count.repaired}"
+                for count in run.counts
+                if count.found
+            )
+            lines.append(
+                f"reconciler over bench-large with {orphaned.rowcount:,} orphaned links (1%): "  # type: ignore[attr-defined]
+                f"{seconds:.2f} s; found/repaired: {counts}"
+            )
+        finally:
+            await engine.dispose()
+    return lines
+
+
+def main(server_url: str) -> None:
+    for line in asyncio.run(run_workers_bench(server_url)):
+        print(line)
