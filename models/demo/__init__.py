@@ -37,7 +37,7 @@ async def seed_demo_data(
 ) -> SeedOutcome:
     """Load the demo data in one transaction and commit it, unless it is there already.
 
-    With ``only_into_empty_database`` nothing is loaded into a database that holds any unit,
+    With ``only_into_empty_database`` nothing is loaded into a database that contains any unit,
     programme, occurrence, partner or client, so a developer's own data are never mixed with
     the demo's.
     """

@@ -80,7 +80,7 @@ async def demo_data_loaded(session: AsyncSession) -> bool:
 
 
 async def database_is_empty(session: AsyncSession) -> bool:
-    """Tell whether the database holds no units, programmes, occurrences, partners or clients."""
+    """Tell whether the database contains no units, programmes, occurrences, partners or clients."""
     for table in (Unit, Programme, Occurrence, Partner, Client):
         if await session.scalar(select(func.count()).select_from(table)):
             return False
@@ -118,7 +118,7 @@ async def load_demo_data(session: AsyncSession, report: Report) -> DemoLoad:
     await _record_results(load)
 
     # Rolled up here, in the same transaction, so the administrative results are complete as
-    # soon as the load commits; a worker that rolls them up again finds nothing to change.
+    # soon as the load commits. A worker that rolls them up again finds nothing to change.
     counts = await roll_up(session, load.administrative_enrolment_ids())
     report(
         f"Roll-up: {counts.results} results of {counts.enrolments} administrative enrolments "
@@ -226,9 +226,9 @@ def _enrolled_in(plan: SessionPlan) -> Iterable[int]:
 async def _enrol(load: DemoLoad) -> None:
     """Enrol every client in the administrative occurrence, then in the sessions, linking each.
 
-    Sessions are enrolled in date order, so a later session's results have higher ids; the
-    roll-up uses the id to order results recorded at the same time, as everything in one
-    transaction is.
+    Sessions are enrolled in date order, so a later session's results have higher ids. Every
+    result of one transaction has the same recorded time, and the roll-up then orders them by
+    id, so a re-attempt in a later session wins.
     """
     for client in CLIENTS:
         await _enrol_one(load, ADMINISTRATIVE_CODE, client.number, link=False)
@@ -355,9 +355,9 @@ async def _record_unit(load: DemoLoad, plan: SessionPlan, unit_code: str) -> int
 async def _withdraw(load: DemoLoad) -> None:
     """Withdraw one client part way through a session whose units they had started.
 
-    Their units there were continuing (70); the withdrawal turns them into 40 (withdrawn)
-    ending on the withdrawal date, and withdraws every linked session enrolment with the
-    administrative one.
+    Their units there were continuing (70). The withdrawal turns them into 40 (withdrawn),
+    ending on the withdrawal date. It also withdraws every linked session enrolment together
+    with the administrative one.
     """
     number = WITHDRAWAL.client_number
     session_enrolment_id = load.enrolment_ids[WITHDRAWAL.continuing_in, number]

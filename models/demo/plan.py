@@ -33,7 +33,7 @@ LOCATION = "Parramatta training centre"
 PARTNER_CODE = "BELLBIRD"
 PARTNER_NAME = "Bellbird Freight Pty Ltd"
 
-# Who the demo data name as the recorder of results, attendance and payments.
+# Name stored as the recorder of the demo's results, attendance and payments.
 RECORDED_BY = "enrolink seed"
 
 # Nominal hours are invented for the demo; a real delivery takes them from its training plan.
