@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import strawberry
 
+from schema.enrolment.enrol_client import enrol_client
+
 
 @strawberry.type
 class Mutations:
-    pass
+    enrol_client = strawberry.mutation(resolver=enrol_client)
