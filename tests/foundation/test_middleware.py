@@ -57,7 +57,7 @@ async def test_incoming_request_id_kept() -> None:
 )
 async def test_insane_request_id_replaced(incoming: str) -> None:
     async with make_client() as client:
-        response = await client.get("/echo", headers={"X-Request-Id": incoming.encode()})
+        response = await client.get("/echo", headers={b"X-Request-Id": incoming.encode()})
 
     request_id = response.headers["X-Request-Id"]
     assert request_id != incoming
