@@ -1,4 +1,4 @@
-"""The `enrolink` command line: migrate, serve, worker, beat, reconcile and dev.
+"""The `enrolink` command line: migrate, serve, worker, beat, reconcile, seed, token and dev.
 
 Every command reads its settings from ``ENROLINK_*`` environment variables. A missing or
 malformed setting ends the command with its message and exit status 2, without a traceback.
