@@ -129,9 +129,11 @@ def _register_tasks(app: EnrolinkCelery) -> None:
     from workers.relay import relay_outbox_task
     from workers.roll_up import roll_up_task
 
-    app.task(name=ROLL_UP_TASK, bind=True)(roll_up_task)
-    app.task(name=RECONCILE_TASK, bind=True)(reconcile_task)
-    app.task(name=RELAY_OUTBOX_TASK, bind=True)(relay_outbox_task)
+    # shared=False: Celery otherwise adds a task to every app created in the process, which
+    # would put Enrolink's tasks into unrelated apps (a test's) and clash with their names.
+    app.task(name=ROLL_UP_TASK, bind=True, shared=False)(roll_up_task)
+    app.task(name=RECONCILE_TASK, bind=True, shared=False)(reconcile_task)
+    app.task(name=RELAY_OUTBOX_TASK, bind=True, shared=False)(relay_outbox_task)
 
 
 def create_celery_app(settings: Settings) -> EnrolinkCelery:
