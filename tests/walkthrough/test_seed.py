@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from enrolink.dev import issue_dev_token
 from models.catalogue import create_unit
+from models.db import create_engine, create_sessionmaker
 from models.demo import SeedOutcome, seed_demo_data
-from models.enums import OccurrenceKind
+from models.enums import OccurrenceKind, TokenRole
 from models.errors import DomainError
 from models.tables import (
     Client,
@@ -20,6 +24,7 @@ from models.tables import (
     Programme,
     Unit,
 )
+from models.tokens import TokenRejected, authenticate
 
 
 async def count(session: AsyncSession, table: type) -> int:
@@ -111,3 +116,22 @@ async def test_seed_clash_writes_nothing(sessionmaker: async_sessionmaker[AsyncS
     async with sessionmaker() as session:
         assert await count(session, Unit) == 1
         assert await count(session, Programme) == 0
+
+
+def test_dev_token_revokes_earlier_ones(database_url: str) -> None:
+    first = issue_dev_token(database_url)
+    second = issue_dev_token(database_url)
+
+    async def check(secret: str) -> str | None:
+        engine = create_engine(database_url, pool_size=1, max_overflow=0)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                token = await authenticate(session, secret)
+                return token.role
+        except TokenRejected as rejection:
+            return rejection.reason
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(check(second)) == TokenRole.STAFF
+    assert "revoked" in str(asyncio.run(check(first)))
