@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import strawberry
 
+from schema.reconciliation.reconcile_links import reconcile_links
+
 
 @strawberry.type
 class Mutations:
-    pass
+    reconcile_links = strawberry.mutation(
+        resolver=reconcile_links,
+        description="Run the reconciler now: close orphaned links, request roll-ups of stale "
+        "administrative results, and return the run.",
+    )
