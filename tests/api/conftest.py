@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -10,13 +14,19 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from enrolink.app import create_app
 from enrolink.settings import Settings, load_settings
 from models.enums import TokenRole
 from models.tokens import AUTHENTICATION_OPTION, create_token
+
+# Seconds to wait for the live server to start or stop, and for one request to it.
+LIVE_SERVER_START_SECONDS = 10.0
+LIVE_SERVER_REQUEST_SECONDS = 30.0
 
 
 @pytest.fixture
@@ -112,3 +122,66 @@ async def graphql(app_settings: Settings) -> AsyncIterator[GraphQLClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://enrolink.test") as http:
             yield GraphQLClient(http=http, app=app, statements=counter, token=token)
+
+
+@dataclass
+class LiveServer:
+    """The application served by uvicorn on 127.0.0.1, for tests that need real concurrency."""
+
+    url: str
+    app: Starlette
+    token: str
+
+    def client(self) -> httpx.AsyncClient:
+        """Return an HTTP client for the server that sends the staff token."""
+        return httpx.AsyncClient(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=LIVE_SERVER_REQUEST_SECONDS,
+        )
+
+
+@pytest.fixture
+async def live_server(
+    app_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[LiveServer]:
+    """Serve the real application with uvicorn in a background thread on a free local port.
+
+    Race tests send requests at once over real HTTP, so the server handles them on its own
+    event loop and connection pool, as in production. The socket is bound before uvicorn
+    starts, so no other process can take the port in between.
+    """
+    app = create_app(app_settings)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    # No websockets (the API has none, and the websockets package warns on import) and no
+    # access log, so the thread raises no warning that pytest would turn into an error.
+    config = uvicorn.Config(
+        app, lifespan="on", ws="none", access_log=False, log_config=None, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [listener]}, name="live-server", daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + LIVE_SERVER_START_SECONDS
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"uvicorn did not start on 127.0.0.1:{port} within "
+                    f"{LIVE_SERVER_START_SECONDS} s; see the captured log for the cause."
+                )
+            await asyncio.sleep(0.02)
+        # The token is written through the test's own engine: the server's engine belongs to
+        # the server thread's event loop.
+        async with sessionmaker() as session:
+            issued = await create_token(session, role=TokenRole.STAFF, name="test")
+            await session.commit()
+        yield LiveServer(url=f"http://127.0.0.1:{port}", app=app, token=issued.secret)
+    finally:
+        server.should_exit = True
+        await asyncio.to_thread(thread.join, LIVE_SERVER_START_SECONDS)
+        listener.close()

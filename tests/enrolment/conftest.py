@@ -1,5 +1,5 @@
-"""The GraphQL client fixture of the API tests: the real application over a fresh database."""
+"""The API test fixtures: the real application in-process, or served on a local port."""
 
-from tests.api.conftest import app_settings, graphql
+from tests.api.conftest import app_settings, graphql, live_server
 
-__all__ = ["app_settings", "graphql"]
+__all__ = ["app_settings", "graphql", "live_server"]
