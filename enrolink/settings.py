@@ -88,15 +88,29 @@ class Settings(BaseSettings):
         description="Answer a query whose whole selection the compiler models with one SQL "
         "statement that builds the JSON in PostgreSQL; false runs every query through resolvers.",
     )
-    max_query_depth: Annotated[int, Field(ge=1)] = 12
-    max_aliases: Annotated[int, Field(ge=1)] = 30
-    max_tokens: Annotated[int, Field(ge=1)] = 5_000
+    max_query_depth: Annotated[int, Field(ge=1)] = Field(
+        12,
+        description="Deepest nesting of fields in a query; a connection's edges and node count "
+        "as two levels.",
+    )
+    max_aliases: Annotated[int, Field(ge=1)] = Field(
+        30, description="Aliases a document may use, counted with its fragments expanded."
+    )
+    max_tokens: Annotated[int, Field(ge=1)] = Field(
+        5_000,
+        description="Lexical tokens a document may have; also the most fields it may select "
+        "once its fragments are expanded.",
+    )
     max_query_cost: Annotated[int, Field(ge=1)] = Field(
         200_000,
-        description="Estimated objects a query may return: page sizes multiply down the tree.",
+        description="Estimated values a response may hold: each field counts 1, and a list "
+        "multiplies what it selects by its page size (`first`, else the default page size) or "
+        "by 10 when it has no paging.",
     )
     max_body_bytes: Annotated[int, Field(ge=1024)] = Field(
-        1_048_576, description="Largest HTTP request body in bytes."
+        1_048_576,
+        description="Largest HTTP request body in bytes; a larger one gets 413 before it is "
+        "parsed, whether or not it declares its length.",
     )
     cors_origins: list[str] = Field(
         default_factory=list,
