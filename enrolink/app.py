@@ -33,6 +33,8 @@ from models.db import create_engine_from_settings, create_sessionmaker
 from models.outbox import PendingMessage
 from schema import build_schema
 from schema.limits import limit_extensions
+from workers.celery_app import EnrolinkCelery, create_celery_app
+from workers.publisher import publish_pending
 
 log = structlog.get_logger(__name__)
 
@@ -134,13 +136,19 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
         app.state.enrolink = AppState(
             settings=settings, engine=engine, sessionmaker=sessionmaker, redis=redis_client
         )
+        celery_app = None
         if graphql.publisher is None:
-            graphql.publisher = _default_publisher(sessionmaker)
+            # One Celery app per API process, configured from these settings (broker URL and
+            # queue names), so tests and replicas with their own settings publish correctly.
+            celery_app = create_celery_app(settings)
+            graphql.publisher = _celery_publisher(sessionmaker, celery_app)
         log.info("api.started")
         try:
             yield
         finally:
             await graphql.drain()
+            if celery_app is not None:
+                celery_app.close()
             await redis_client.aclose()
             await engine.dispose()
             log.info("api.stopped")
@@ -192,16 +200,12 @@ def _middleware(settings: Settings) -> list[Middleware]:
     return middleware
 
 
-def _default_publisher(sessionmaker: async_sessionmaker[AsyncSession]) -> Publisher | None:
-    """Return the Celery publisher bound to this app's sessionmaker."""
-    try:
-        from workers.publisher import publish_pending
-    except ImportError:
-        # NOTE: only while the workers package is absent; the relay still sends every row.
-        log.warning("outbox.publisher_missing")
-        return None
+def _celery_publisher(
+    sessionmaker: async_sessionmaker[AsyncSession], celery_app: EnrolinkCelery
+) -> Publisher:
+    """Return a publisher that sends outbox messages through ``celery_app`` after commit."""
 
     async def publish(messages: list[PendingMessage]) -> None:
-        await publish_pending(messages, sessionmaker)
+        await publish_pending(messages, sessionmaker, celery_app=celery_app)
 
     return publish
