@@ -4,14 +4,20 @@ Strawberry's limiters enforce depth (QueryDepthLimiter), aliases (MaxAliasesLimi
 lexical tokens (MaxTokensLimiter). Their depth and alias walks follow every path through the
 fragments without memoising. A document whose fragments each spread the next one twice
 therefore takes time exponential in its length: with strawberry-graphql 0.341.2 on a 2-core
-machine, 22 such fragments kept the depth limiter busy for 12 seconds. DocumentGuard runs
-first, in one pass that resolves each fragment once, and rejects before validation:
+machine, 22 such fragments kept the depth limiter busy for 12 seconds. graphql-core's check of
+overlapping fields compares the fields of one response key pairwise, so 1,200 copies of one
+field took it 1.5 seconds. DocumentGuard runs first, in one pass that resolves each fragment
+once, and rejects before validation:
 
-- brace nesting far beyond the depth limit, before the recursive parser sees it;
-- fragments that spread themselves, directly or through others;
+- brace nesting far beyond the depth limit, before the recursive parser runs;
+- fragments that spread themselves, directly or through others, or nest beyond that bound;
+- one response key selected more often in a selection set than the alias limit;
 - documents that select more fields, once fragments are expanded, than the token limit lets
   a document spell out;
 - documents whose estimated cost is over the maximum.
+
+Every operation of the document is checked, also those the request does not execute, because
+the validators walk them all.
 
 The estimated cost counts the values a response may hold: each field counts once, and
 everything selected under a list counts once per expected item. A connection's items are its
@@ -22,6 +28,7 @@ UNPAGINATED_LIST_ESTIMATE items.
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,8 +126,13 @@ class _Walk:
     fragments: Mapping[str, FragmentDefinitionNode]
     variables: Mapping[str, Any]
     default_page_size: int
+    max_fragment_nesting: int
     cycle: list[str] | None = None
+    too_deep: bool = False
+    # The response key selected most often in one selection set, and how often.
+    max_repeated_key: tuple[str, int] = ("", 0)
     _fields: dict[str, int] = field(default_factory=dict)
+    _keys: dict[str, Counter[str]] = field(default_factory=dict)
     _costs: dict[tuple[str, int | None], int] = field(default_factory=dict)
     _in_progress: list[str] = field(default_factory=list)
 
@@ -128,6 +140,11 @@ class _Walk:
         """Count the field selections under ``selection_set`` with every fragment expanded."""
         if selection_set is None:
             return 0
+        keys = self._response_keys(selection_set)
+        if keys:
+            key, count = keys.most_common(1)[0]
+            if count > self.max_repeated_key[1]:
+                self.max_repeated_key = (key, count)
         total = 0
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
@@ -138,6 +155,33 @@ class _Walk:
                 total += self.fragment_fields(selection.name.value)
         return total
 
+    def _response_keys(self, selection_set: SelectionSetNode) -> Counter[str]:
+        """Count the fields per response key that GraphQL merges into one selection set.
+
+        graphql-core compares such fields pairwise, so a key repeated thousands of times costs
+        validation seconds. A fragment spread twice in one selection set counts once, as the
+        executor collects it once.
+        """
+        keys: Counter[str] = Counter()
+        spread: set[str] = set()
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                keys[selection.alias.value if selection.alias else selection.name.value] += 1
+            elif isinstance(selection, InlineFragmentNode):
+                keys += self._response_keys(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = self.fragments.get(name)
+                if name in spread or fragment is None or name in self._in_progress:
+                    continue
+                spread.add(name)
+                if name not in self._keys:
+                    self._in_progress.append(name)
+                    self._keys[name] = self._response_keys(fragment.selection_set)
+                    self._in_progress.pop()
+                keys += self._keys[name]
+        return keys
+
     def fragment_fields(self, name: str) -> int:
         if name in self._fields:
             return self._fields[name]
@@ -147,6 +191,9 @@ class _Walk:
         if name in self._in_progress:
             if self.cycle is None:
                 self.cycle = [*self._in_progress[self._in_progress.index(name) :], name]
+            return 0
+        if len(self._in_progress) >= self.max_fragment_nesting:
+            self.too_deep = True
             return 0
         self._in_progress.append(name)
         count = self.expanded_fields(fragment.selection_set)
@@ -242,10 +289,6 @@ class _Walk:
         return self.default_page_size
 
 
-def _name(operation: OperationDefinitionNode) -> str | None:
-    return operation.name.value if operation.name else None
-
-
 def _operation_variables(
     operation: OperationDefinitionNode, given: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -265,9 +308,28 @@ def check_document(
     limits: Limits,
     *,
     variables: Mapping[str, Any] | None = None,
-    operation_name: str | None = None,
 ) -> GraphQLError | None:
-    """Return the first limit the document breaks, as an error naming it, or None."""
+    """Return the first limit the document breaks, as an error naming it, or None.
+
+    Every operation in the document is checked, not only the one to execute, because the
+    validators after this check walk them all.
+    """
+    try:
+        return _check(document, schema, limits, variables or {})
+    except RecursionError:
+        # Only a document that nests fragments and fields together hundreds of levels deep
+        # gets here; the fragment nesting bound stops simpler ones first.
+        return limit_error(
+            "The document nests fields and fragments too deeply to be checked; queries may be "
+            f"at most {limits.max_depth} fields deep.",
+            limit="maxQueryDepth",
+            maximum=limits.max_depth,
+        )
+
+
+def _check(
+    document: DocumentNode, schema: GraphQLSchema, limits: Limits, variables: Mapping[str, Any]
+) -> GraphQLError | None:
     fragments = {
         definition.name.value: definition
         for definition in document.definitions
@@ -277,10 +339,9 @@ def check_document(
         definition
         for definition in document.definitions
         if isinstance(definition, OperationDefinitionNode)
-        and (operation_name is None or _name(definition) == operation_name)
     ]
 
-    walk = _Walk(schema, fragments, {}, limits.default_page_size)
+    walk = _Walk(schema, fragments, {}, limits.default_page_size, limits.max_nesting)
     expanded = sum(walk.expanded_fields(operation.selection_set) for operation in operations)
     # Fragments no operation spreads are walked too, so a cycle among them is reported here
     # rather than left to the validators.
@@ -294,6 +355,21 @@ def check_document(
             limit="maxQueryDepth",
             maximum=limits.max_depth,
         )
+    if walk.too_deep:
+        return limit_error(
+            f"Fragments spread inside each other more than {limits.max_nesting} levels deep; "
+            f"queries may be at most {limits.max_depth} fields deep.",
+            limit="maxQueryDepth",
+            maximum=limits.max_depth,
+        )
+    key, repeats = walk.max_repeated_key
+    if repeats > limits.max_aliases:
+        return limit_error(
+            f"The field {key!r} is selected {repeats:,} times in one selection set; at most "
+            f"{limits.max_aliases} are accepted, as for aliases. Select it once.",
+            limit="maxAliases",
+            maximum=limits.max_aliases,
+        )
     if expanded > limits.max_tokens:
         return limit_error(
             f"With its fragments expanded the document selects {expanded:,} fields; the maximum "
@@ -303,7 +379,7 @@ def check_document(
         )
 
     for operation in operations:
-        walk.variables = _operation_variables(operation, variables or {})
+        walk.variables = _operation_variables(operation, variables)
         walk._costs.clear()
         root = schema.get_root_type(operation.operation)
         cost = walk.cost(operation.selection_set, root, None)
@@ -370,7 +446,6 @@ class DocumentGuard(SchemaExtension):
                 context.schema._schema,
                 self.limits,
                 variables=context.variables,
-                operation_name=context.operation_name,
             )
             if error is not None:
                 # Strawberry skips its own validation when an extension has set these errors,

@@ -36,6 +36,16 @@ FRAGMENT_BOMB = (
     )
     + "fragment F24 on Query { __typename }"
 )
+# The bomb sits in an operation the request does not execute; validation walks it all the same.
+UNSELECTED_BOMB = (
+    "query Small { __typename }\nquery Bomb { ...F0 }\n" + FRAGMENT_BOMB.partition("\n")[2]
+)
+FRAGMENT_CHAIN = (
+    "{ ...F0 }\n"
+    + "".join(f"fragment F{index} on Query {{ ...F{index + 1} }}\n" for index in range(450))
+    + "fragment F450 on Query { __typename }"
+)
+REPEATED_FIELD = "{" + " partners { code }" * 1200 + " }"
 # Result.sourceResult is a single object, so this is deep without being costly.
 TOO_DEEP = (
     '{ enrolment(id: "RW5yb2xtZW50OjE=") { results {'
@@ -108,6 +118,36 @@ async def test_fragment_bomb_rejected(graphql: GraphQLClient) -> None:
     assert error["extensions"]["limit"] == "maxTokens"
     assert "16,777,216 fields" in error["message"]
     assert "5,000" in error["message"]
+    await _still_serving(graphql)
+
+
+async def test_bomb_in_unselected_operation_rejected(graphql: GraphQLClient) -> None:
+    started = time.perf_counter()
+    response = await graphql.http.post(
+        "/graphql",
+        json={"query": UNSELECTED_BOMB, "operationName": "Small"},
+        headers={"Authorization": f"Bearer {graphql.token}"},
+    )
+    elapsed = time.perf_counter() - started
+
+    assert elapsed < MAX_SECONDS, f"rejecting took {elapsed:.2f} s"
+    assert response.json()["errors"][0]["extensions"]["limit"] == "maxTokens"
+    await _still_serving(graphql)
+
+
+async def test_fragment_chain_rejected(graphql: GraphQLClient) -> None:
+    error = await _rejected(graphql, FRAGMENT_CHAIN)
+
+    assert error["extensions"]["limit"] == "maxQueryDepth"
+    assert "more than 28 levels deep" in error["message"]
+    await _still_serving(graphql)
+
+
+async def test_repeated_field_rejected(graphql: GraphQLClient) -> None:
+    error = await _rejected(graphql, REPEATED_FIELD)
+
+    assert error["extensions"]["limit"] == "maxAliases"
+    assert "'partners' is selected 1,200 times" in error["message"]
     await _still_serving(graphql)
 
 
