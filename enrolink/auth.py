@@ -59,7 +59,7 @@ class BearerAuthMiddleware:
     """Authenticate HTTP requests except those to ``open_paths`` and GraphiQL's page.
 
     The token lookup uses the application's sessionmaker (``app.state.enrolink``) in a short
-    transaction of its own, committed only when it recorded last_used_at.
+    transaction of its own, which also records last_used_at when that is due.
     """
 
     def __init__(

@@ -50,12 +50,12 @@ class RequestGuardMiddleware:
         if scope["path"] in self.json_paths and scope["method"] == "POST":
             received = media_type(headers.get("content-type"))
             if received != JSON_MEDIA_TYPE:
-                shown = received or "no Content-Type"
+                described = received or "no Content-Type"
                 response = _error(
                     415,
                     "UNSUPPORTED_MEDIA_TYPE",
                     f"POST requests to {scope['path']} must send a JSON body with "
-                    f"'Content-Type: {JSON_MEDIA_TYPE}'; this one sent {shown}.",
+                    f"'Content-Type: {JSON_MEDIA_TYPE}'; this one sent {described}.",
                 )
                 await response(scope, receive, send)
                 return

@@ -1,4 +1,4 @@
-"""What a caller may read, as SQL conditions added where each type is loaded.
+"""The rows each caller may read, as SQL conditions added where each type is loaded.
 
 Staff read everything. A partner token reads its own clients (``Client.partner_id``) and their
 enrolments that are not deleted. Through those it reads their results, attendance, payments,

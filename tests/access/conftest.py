@@ -189,7 +189,7 @@ async def _build(session: AsyncSession) -> dict[str, int]:
     await enrol("a2.other", a2, other, deleted_at=deleted_at)
     b1_admin = await enrol("b1.admin", b1, admin)
     b1_s1 = await enrol("b1.s1", b1, s1)
-    await enrol("b1.other", b1, other)
+    b1_other = await enrol("b1.other", b1, other)
     n1_admin = await enrol("n1.admin", n1, admin)
     n1_s1 = await enrol("n1.s1", n1, s1)
     n1_s2 = await enrol("n1.s2", n1, s2)
@@ -265,10 +265,8 @@ async def _build(session: AsyncSession) -> dict[str, int]:
         ("att.a1", a1_s1, c1),
         ("att.b1", b1_s1, c1),
         ("att.n1", n1_s1, c1),
-        ("att.b1.other", None, c3),
+        ("att.b1.other", b1_other, c3),
     ):
-        if enrolment is None:
-            enrolment = await session.get(tables.Enrolment, build.ids["b1.other"])
         await add(
             key,
             tables.Attendance(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -27,7 +28,9 @@ mutation { createUnit(input: {code: "TOK1", title: "Token unit"}) { unit { id } 
 PARTNERS = "{ partners { code } }"
 
 
-async def _post(graphql: GraphQLClient, headers: dict[str, str]) -> tuple[int, dict, dict]:
+async def _post(
+    graphql: GraphQLClient, headers: dict[str, str]
+) -> tuple[int, dict[str, Any], dict[str, str]]:
     response = await graphql.http.post("/graphql", json={"query": CREATE_UNIT}, headers=headers)
     return response.status_code, response.json(), dict(response.headers)
 
@@ -145,9 +148,10 @@ async def test_last_used_written_once_a_minute(graphql: GraphQLClient) -> None:
 
     async def last_used() -> datetime | None:
         async with graphql.app.state.enrolink.sessionmaker() as session:
-            return await session.scalar(
+            last: datetime | None = await session.scalar(
                 select(ApiToken.last_used_at).where(ApiToken.token_hash == token_hash)
             )
+            return last
 
     await graphql.execute(PARTNERS, token=secret)
     first = await last_used()
