@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 from typing import Any
 
+from graphql import GraphQLError, parse
+
 from enrolink.settings import Settings
+from schema import build_schema
+from schema.limits import Limits, check_document
 from tests.access.conftest import client_for
 from tests.api.conftest import GraphQLClient
 
@@ -219,3 +224,26 @@ async def test_batched_requests_rejected(graphql: GraphQLClient) -> None:
 
     assert response.status_code == 400
     assert "Batching is not enabled" in response.text
+
+
+def test_strawberry_has_limiter_fixes() -> None:
+    # 0.315.7 fixed fragments crashing the depth limiter and aliases in fragments escaping the
+    # alias limiter; the limits here rely on both.
+    installed = tuple(int(part) for part in version("strawberry-graphql").split(".")[:3])
+
+    assert installed >= (0, 315, 7)
+
+
+def test_cost_multiplies_page_sizes() -> None:
+    # occurrences 1 + edges 1 + 2 nodes x (node 1 + code 1 + units 1 + 10 units x code 1) = 28
+    document = parse("{ occurrences(first: 2) { edges { node { code units { code } } } } }")
+    schema = build_schema()._schema
+
+    def check(max_cost: int) -> GraphQLError | None:
+        limits = Limits(12, 30, 5_000, max_cost, default_page_size=100)
+        return check_document(document, schema, limits)
+
+    over = check(27)
+    assert over is not None
+    assert "estimated cost of this query is 28" in over.message
+    assert check(28) is None
