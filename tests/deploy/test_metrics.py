@@ -191,43 +191,42 @@ async def test_outbox_failure_keeps_scrape(app_client: AppClient, redis_url: str
 # Celery signals
 
 
+class FakeTask:
+    """The sender of a Celery task signal: the task, of which the handlers read the name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
 @pytest.fixture(scope="module")
 def celery_app() -> Celery:
-    """Return an eager Celery app: tasks run in this process, with the same signals."""
+    """Return an eager Celery app: tasks run in this process, with the same signals.
+
+    The tasks are not shared (shared=False), so apps that other tests create never see them,
+    and their names differ from Enrolink's, whose tasks other apps register.
+    """
     app = Celery(f"metrics-{uuid.uuid4().hex[:8]}", set_as_current=False)
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = False
     connect_task_signals()
 
     @app.task(  # type: ignore[untyped-decorator]  # Celery ships no type hints
-        name="enrolink.test_succeeds"
+        name="enrolink_test.succeeds", shared=False
     )
     def succeeds() -> int:
         return 1
 
     @app.task(  # type: ignore[untyped-decorator]  # Celery ships no type hints
-        name="enrolink.test_fails"
+        name="enrolink_test.fails", shared=False
     )
     def fails() -> None:
         raise ValueError("Failed on purpose.")
 
     @app.task(  # type: ignore[untyped-decorator]  # Celery ships no type hints
-        name="enrolink.test_retries", bind=True, max_retries=1
+        name="enrolink_test.retries", bind=True, max_retries=1, shared=False
     )
     def retries(self: Any) -> None:
         raise self.retry(countdown=0)
-
-    @app.task(  # type: ignore[untyped-decorator]  # Celery ships no type hints
-        name="enrolink.reconcile"
-    )
-    def reconcile() -> dict[str, int]:
-        return {
-            "run_id": 3,
-            "client_mismatch_found": 4,
-            "client_mismatch_repaired": 3,
-            "stale_result_found": 2,
-            "stale_result_repaired": 2,
-        }
 
     return app
 
@@ -240,54 +239,72 @@ def counts(task: str) -> dict[str, float]:
 
 
 def test_task_success_counted(celery_app: Celery) -> None:
-    before = counts("enrolink.test_succeeds")
-    duration_before = sample("enrolink_task_duration_seconds_count", task="enrolink.test_succeeds")
+    before = counts("enrolink_test.succeeds")
+    duration_before = sample("enrolink_task_duration_seconds_count", task="enrolink_test.succeeds")
 
-    celery_app.tasks["enrolink.test_succeeds"].delay()
+    celery_app.tasks["enrolink_test.succeeds"].delay()
 
-    after = counts("enrolink.test_succeeds")
+    after = counts("enrolink_test.succeeds")
     assert after["started"] == before["started"] + 1
     assert after["succeeded"] == before["succeeded"] + 1
     assert after["failed"] == before["failed"]
     assert (
-        sample("enrolink_task_duration_seconds_count", task="enrolink.test_succeeds")
+        sample("enrolink_task_duration_seconds_count", task="enrolink_test.succeeds")
         == duration_before + 1
     )
 
 
 def test_task_failure_counted(celery_app: Celery) -> None:
-    before = counts("enrolink.test_fails")
+    before = counts("enrolink_test.fails")
 
-    celery_app.tasks["enrolink.test_fails"].delay()
+    celery_app.tasks["enrolink_test.fails"].delay()
 
-    after = counts("enrolink.test_fails")
+    after = counts("enrolink_test.fails")
     assert after["started"] == before["started"] + 1
     assert after["failed"] == before["failed"] + 1
     assert after["succeeded"] == before["succeeded"]
 
 
 def test_task_retry_counted(celery_app: Celery) -> None:
-    before = counts("enrolink.test_retries")
+    before = counts("enrolink_test.retries")
 
-    celery_app.tasks["enrolink.test_retries"].delay()
+    celery_app.tasks["enrolink_test.retries"].delay()
 
-    after = counts("enrolink.test_retries")
+    after = counts("enrolink_test.retries")
     # Eager mode runs the retry at once: two attempts, one retry, then the final failure.
     assert after["started"] == before["started"] + 2
     assert after["retried"] == before["retried"] + 1
     assert after["failed"] == before["failed"] + 1
 
 
-def test_reconcile_counts_by_cause(celery_app: Celery) -> None:
+def test_reconcile_counts_by_cause() -> None:
     found = sample("enrolink_reconcile_found_total", cause="client_mismatch")
     repaired = sample("enrolink_reconcile_repaired_total", cause="client_mismatch")
     stale = sample("enrolink_reconcile_found_total", cause="stale_result")
+    # The return value of workers.reconciliation.reconcile_task.
+    result = {
+        "run_id": 3,
+        "client_mismatch_found": 4,
+        "client_mismatch_repaired": 3,
+        "stale_result_found": 2,
+        "stale_result_repaired": 2,
+    }
 
-    celery_app.tasks["enrolink.reconcile"].delay()
+    metrics.on_task_success(sender=FakeTask("enrolink.reconcile"), result=result)
 
     assert sample("enrolink_reconcile_found_total", cause="client_mismatch") == found + 4
     assert sample("enrolink_reconcile_repaired_total", cause="client_mismatch") == repaired + 3
     assert sample("enrolink_reconcile_found_total", cause="stale_result") == stale + 2
+
+
+def test_other_task_result_ignored() -> None:
+    found = sample("enrolink_reconcile_found_total", cause="client_mismatch")
+
+    metrics.on_task_success(
+        sender=FakeTask("enrolink.roll_up"), result={"client_mismatch_found": 1}
+    )
+
+    assert sample("enrolink_reconcile_found_total", cause="client_mismatch") == found
 
 
 def test_reconcile_result_odd_shapes() -> None:
