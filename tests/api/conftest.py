@@ -156,8 +156,8 @@ async def live_server(
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    # No websockets (the API has none, and the websockets package warns on import) and no
-    # access log, so the thread raises no warning that pytest would turn into an error.
+    # The API serves no websockets, so uvicorn loads no websocket protocol, and the access log
+    # is off because a race test's requests would only repeat in it.
     config = uvicorn.Config(
         app, lifespan="on", ws="none", access_log=False, log_config=None, log_level="warning"
     )
