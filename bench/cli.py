@@ -84,6 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--occurrence-id", type=int, required=True)
     commands.add_parser("inprocess", help="internal: measure L4, specification on stdin")
     commands.add_parser(
+        "mutations",
+        help="time linkEnrolments and recordResult against their statements sent with asyncpg, "
+        "and the outbox lag under a burst",
+    )
+    commands.add_parser(
         "workers", help="time the set-based roll-up and the reconciler over bench-large"
     )
     profile = commands.add_parser(
@@ -104,6 +109,10 @@ def main(argv: list[str] | None = None) -> None:
         )
     elif arguments.command == "inprocess":
         _inprocess()
+    elif arguments.command == "mutations":
+        from bench.mutations import main as mutations_main
+
+        mutations_main(arguments.database_url)
     elif arguments.command == "workers":
         from bench.workers_bench import main as workers_main
 

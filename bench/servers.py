@@ -7,6 +7,7 @@ it, reads its CPU time and peak resident memory from /proc, and always stops it.
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -50,6 +51,9 @@ def create_enrolink_app() -> Starlette:
             totals["statements"] += 1
 
     event.listen(Engine, "before_cursor_execute", count)
+    record_path = os.environ.get("ENROLINK_BENCH_RECORD_PATH")
+    if record_path:
+        record_transactions(Path(record_path))
 
     async def stats(_request: Request) -> JSONResponse:
         return JSONResponse(totals)
@@ -57,6 +61,55 @@ def create_enrolink_app() -> Starlette:
     app = create_app()
     app.router.routes.insert(0, Route("/bench/stats", stats))
     return app
+
+
+def record_transactions(path: Path) -> None:
+    """Append the statements of every committed transaction to ``path``, one pickle each.
+
+    The mutations bench replays them with asyncpg, so the two paths send the same SQL. The
+    bearer-token check's own transaction is left out, as it is in the statement counts.
+    """
+
+    def begin(connection: Any) -> None:
+        connection.info["bench_statements"] = []
+
+    def before_execute(
+        connection: Any,
+        _cursor: Any,
+        statement: str,
+        parameters: Any,
+        _context: Any,
+        executemany: bool,
+    ) -> None:
+        recorded = connection.info.get("bench_statements")
+        if recorded is not None:
+            recorded.append((statement, parameters, executemany))
+
+    def commit(connection: Any) -> None:
+        recorded = connection.info.pop("bench_statements", None)
+        if recorded and not any("api_tokens" in statement for statement, _, _ in recorded):
+            with path.open("ab") as file:
+                pickle.dump(recorded, file)
+
+    def rollback(connection: Any) -> None:
+        connection.info.pop("bench_statements", None)
+
+    event.listen(Engine, "begin", begin)
+    event.listen(Engine, "before_cursor_execute", before_execute)
+    event.listen(Engine, "commit", commit)
+    event.listen(Engine, "rollback", rollback)
+
+
+def read_transactions(path: Path) -> list[list[tuple[str, Any, bool]]]:
+    transactions: list[list[tuple[str, Any, bool]]] = []
+    if not path.exists():
+        return transactions
+    with path.open("rb") as file:
+        while True:
+            try:
+                transactions.append(pickle.load(file))
+            except EOFError:
+                return transactions
 
 
 def serve(kind: str, port: int, database_url: str, occurrence_id: int) -> None:

@@ -1,0 +1,128 @@
+"""Roll-ups through Celery: one task per administrative enrolment, as the outbox sends them.
+
+A worker subprocess (``python -m enrolink worker``) consumes queues of its own on the Redis
+server given, and is stopped at the end; the queues' names are unique to the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from enrolink.settings import load_settings
+from models.outbox import ROLL_UP_TASK
+
+# A worker is ready in about 2 s on 2 cores; 60 s leaves room for a loaded machine.
+READY_TIMEOUT_SECONDS = 60.0
+# The bench stops waiting for the roll-ups after this long and reports how far they got.
+ROLL_UP_TIMEOUT_SECONDS = 600.0
+
+_COMPUTED_SINCE = text(
+    "SELECT count(*) FROM enrolments e JOIN occurrences o ON o.id = e.occurrence_id "
+    "WHERE o.kind = 'ADMINISTRATIVE' AND e.roll_up_computed_at >= :since"
+)
+
+
+def redis_url() -> str:
+    return os.environ.get("ENROLINK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+async def roll_up_through_celery(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    database_url: str,
+    ids: list[int],
+    *,
+    concurrency: int,
+) -> str:
+    """Send one roll-up task per enrolment and wait until every enrolment is computed."""
+    suffix = uuid.uuid4().hex[:10]
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("ENROLINK_")
+    }
+    environment.update(
+        ENROLINK_DATABASE_URL=database_url,
+        ENROLINK_REDIS_URL=redis_url(),
+        ENROLINK_ROLL_UP_QUEUE=f"bench_roll_up_{suffix}",
+        ENROLINK_RECONCILE_QUEUE=f"bench_reconcile_{suffix}",
+        ENROLINK_LOG_FORMAT="json",
+        ENROLINK_LOG_LEVEL="INFO",
+    )
+    log_path = Path(tempfile.gettempdir()) / f"enrolink-bench-worker-{suffix}.log"
+    settings = load_settings(
+        database_url=database_url,
+        redis_url=redis_url(),
+        roll_up_queue=f"bench_roll_up_{suffix}",
+        reconcile_queue=f"bench_reconcile_{suffix}",
+    )
+    from workers.celery_app import create_celery_app
+
+    app = create_celery_app(settings)
+    worker = _start_worker(environment, log_path, concurrency)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while "worker.ready" not in log_path.read_text(errors="replace"):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Celery worker did not start; see {log_path}")
+            await asyncio.sleep(0.2)
+
+        async with sessionmaker() as session:
+            since = (await session.execute(text("SELECT now()"))).scalar_one()
+        started = time.perf_counter()
+        for enrolment_id in ids:
+            app.send_task(
+                ROLL_UP_TASK,
+                kwargs={"administrative_enrolment_ids": [enrolment_id], "reason": "bench"},
+                retry=False,
+            )
+        sent = time.perf_counter() - started
+
+        computed = 0
+        while time.perf_counter() - started < ROLL_UP_TIMEOUT_SECONDS:
+            async with sessionmaker() as session:
+                computed = (await session.execute(_COMPUTED_SINCE, {"since": since})).scalar_one()
+            if computed >= len(ids):
+                break
+            await asyncio.sleep(0.5)
+        seconds = time.perf_counter() - started
+        finished = "all" if computed >= len(ids) else f"only {computed:,} of"
+        return (
+            f"roll-up through Celery, one task per enrolment, worker concurrency {concurrency}: "
+            f"{finished} {len(ids):,} enrolments computed in {seconds:.1f} s "
+            f"({computed / seconds:,.0f} per second; sending took {sent:.1f} s)"
+        )
+    finally:
+        _stop_worker(worker)
+        app.close()
+
+
+def _start_worker(
+    environment: dict[str, str], log_path: Path, concurrency: int
+) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "enrolink", "worker", f"--concurrency={concurrency}"],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    # The worker leads its own process group, so its pool processes stop with it.
+    os.killpg(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
