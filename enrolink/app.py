@@ -27,6 +27,7 @@ from enrolink.metrics import (
     count_statements,
     metrics_endpoint,
 )
+from enrolink.middleware import RequestIdMiddleware
 from enrolink.request_guards import RequestGuardMiddleware
 from enrolink.settings import Settings, get_settings
 from models.db import create_engine_from_settings, create_sessionmaker
@@ -169,7 +170,9 @@ def _middleware(settings: Settings) -> list[Middleware]:
     Authentication comes before the body is read, so an unauthenticated client cannot make the
     server buffer a body.
     """
-    middleware: list[Middleware] = []
+    # Outermost, so every later layer (CORS, metrics, authentication) logs inside the request id
+    # and every response, a 401 included, carries X-Request-Id.
+    middleware: list[Middleware] = [Middleware(RequestIdMiddleware)]
     if settings.cors_origins:
         middleware.append(
             Middleware(

@@ -60,7 +60,7 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
                 "Authentication is required: send the header 'Authorization: Bearer <token>'.",
                 invalid_token=False,
             )
-        request_id = structlog.contextvars.get_contextvars().get("request_id") or uuid.uuid4().hex
+        request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
         async with state.sessionmaker() as session:
             request_context = Context(
                 session=session,

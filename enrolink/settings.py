@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 ENV_PREFIX = "ENROLINK_"
 
@@ -40,10 +43,14 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "console", "json"] = Field(
         "auto", description="auto: console in development, JSON otherwise."
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Lowest level of log lines written."
+    )
 
     http_host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
-    http_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    http_port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        8000, description="TCP port the HTTP server listens on."
+    )
     worker_metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
         None,
         description="TCP port on which `enrolink worker` serves Prometheus metrics, on "
@@ -56,7 +63,9 @@ class Settings(BaseSettings):
     db_max_overflow: Annotated[int, Field(ge=0, le=200)] = Field(
         5, description="Extra connections allowed above the pool size under load."
     )
-    db_pool_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    db_pool_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = Field(
+        10.0, description="Seconds a request waits for a free pooled connection before failing."
+    )
     db_statement_timeout_ms: Annotated[int, Field(ge=0)] = Field(
         30_000,
         description="PostgreSQL statement_timeout per connection in milliseconds; 0 is none.",
@@ -117,8 +126,10 @@ class Settings(BaseSettings):
         description='Origins allowed by CORS, as a JSON list, e.g. ["https://portal.example.org"].',
     )
 
-    roll_up_queue: str = "roll_up"
-    reconcile_queue: str = "reconcile"
+    roll_up_queue: str = Field("roll_up", description="Celery queue of roll-up and relay tasks.")
+    reconcile_queue: str = Field(
+        "reconcile", description="Celery queue of reconciler runs (long tasks, prefetch 1)."
+    )
     outbox_relay_interval_seconds: Annotated[float, Field(gt=0)] = Field(
         5.0, description="How often beat runs the outbox relay."
     )
@@ -130,7 +141,9 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: Annotated[float, Field(gt=0)] = Field(
         300.0, description="How often beat runs the orphaned-link reconciler."
     )
-    reconcile_batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1_000
+    reconcile_batch_size: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        1_000, description="Links or results the reconciler locks and repairs per batch."
+    )
     reconcile_time_budget_seconds: Annotated[float, Field(gt=0)] = Field(
         600.0,
         description="A scheduled reconciliation stops starting new batches after this many "
@@ -160,8 +173,9 @@ class Settings(BaseSettings):
         "that waits longer for a row lock is retried with backoff. 0 waits without limit.",
     )
     task_max_retries: Annotated[int, Field(ge=0, le=100)] = Field(
-        8, description="Retries of a task after an error worth retrying (lost connection, "
-        "serialisation failure, deadlock, lock timeout)."
+        8,
+        description="Retries of a task after an error worth retrying (lost connection, "
+        "serialisation failure, deadlock, lock timeout).",
     )
     task_retry_backoff_max_seconds: Annotated[float, Field(gt=0)] = Field(
         60.0,
@@ -245,6 +259,16 @@ def load_settings(**overrides: object) -> Settings:
     """Read the settings from the environment, turning validation errors into one clear message."""
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
+    except PydanticSettingsError as error:
+        # pydantic-settings decodes list settings as JSON before validation and reports a
+        # failure with the field name only; name the variable and the form it expects.
+        match = re.search(r'field "(\w+)"', str(error))
+        field = match.group(1) if match else "?"
+        variable = f"{ENV_PREFIX}{field.upper()}"
+        raise SettingsError(
+            f"Invalid settings. {variable} is not valid JSON; give a JSON list such as "
+            f'["https://portal.example.org"] (got {os.environ.get(variable)!r}).'
+        ) from None
     except ValidationError as error:
         problems = []
         for item in error.errors():
