@@ -1,4 +1,4 @@
-"""The schema extension that answers compilable queries with one SQL statement.
+"""The schema extension that serves compilable queries with one SQL statement.
 
 Strawberry parses and validates every document as usual, so validation rules and the
 query-limit extensions apply to both paths. At the execution step, the extension sets the
@@ -95,7 +95,7 @@ class PlanCache:
 
 
 class CompiledReads(SchemaExtension):
-    """Answer a query operation with one statement when the whole selection compiles."""
+    """Serve a query operation with one statement when the whole selection compiles."""
 
     plans: PlanCache
 

@@ -2,7 +2,7 @@
 
 A handler takes the build, the alias of the row being printed and the collected field, and
 returns one SQL expression. Orders, filters and null rules copy the resolvers and loaders they
-stand for; a field that is not listed here makes the whole document fall back to Strawberry.
+stand for. A field that is not listed here makes the whole document fall back to Strawberry.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _node_id(type_name: str) -> Handler:
 
 
 def _one(type_name: str, table: str, key: str) -> Handler:
-    """A to-one relation: the row of ``table`` whose id is ``key``, or null."""
+    """Return a handler for a to-one relation: the row of ``table`` whose id is ``key``, or null."""
 
     def handler(build: Build, row: str, field: CollectedField) -> str:
         alias = build.alias()
@@ -97,7 +97,10 @@ def _one(type_name: str, table: str, key: str) -> Handler:
 
 
 def _many(type_name: str, source: str, order: str) -> Handler:
-    """A list: ``source`` and ``order`` name the element row ``{a}`` and the parent ``{row}``."""
+    """Return a handler for a list; ``source`` and ``order`` use ``{a}`` for the element row.
+
+    They use ``{row}`` for the parent row, and ``{x}`` and ``{y}`` for joined tables.
+    """
 
     def handler(build: Build, row: str, field: CollectedField) -> str:
         alias = build.alias()
@@ -114,7 +117,7 @@ Conditions = Callable[[Build, str, str, CollectedField], list[str]]
 def _connection(
     node_type: str, table: str, conditions: Conditions, *, descending: bool = False
 ) -> Handler:
-    """A keyset-paginated connection ordered by id, as PageLoader and Query._page build it.
+    """Return a handler for a keyset-paginated connection ordered by id, like PageLoader's.
 
     One row more than ``first`` is read to tell whether another page follows. With
     ``first: 0`` Strawberry reads nothing, so hasNextPage is false there.
@@ -203,7 +206,7 @@ def _occurrence_kind(row: str) -> str:
 
 
 def _linked_pairs(row: str, link: str) -> str:
-    """The other enrolment of each active link of ``row``, in both directions, as ``other_id``."""
+    """Return a subquery of the other enrolment of each active link of ``row``, as ``other_id``."""
     return (
         f"(SELECT {link}.session_enrolment_id AS other_id FROM enrolment_links {link} "
         f"WHERE {link}.administrative_enrolment_id = {row}.id AND {link}.unlinked_at IS NULL "

@@ -18,8 +18,8 @@ def quote(text: str) -> str:
 def global_id(type_name: str, key: str) -> str:
     """Return base64 of ``<type name>:<key>``, as schema.ids.encode_id builds it.
 
-    PostgreSQL's base64 breaks lines after 76 characters (57 bytes of input); the longest id,
-    ``ReconciliationRun:`` and 19 digits, is 37 bytes, so no line break can occur.
+    PostgreSQL's base64 output breaks lines after 76 characters, which is 57 bytes of input.
+    The longest id, ``ReconciliationRun:`` and 19 digits, is 37 bytes, so no break occurs.
     """
     return f"encode(convert_to({quote(type_name + ':')} || {key}, 'UTF8'), 'base64')"
 

@@ -29,7 +29,7 @@ VARIETY = [
     "INSERT INTO partners (id, code, name) VALUES (1, 'ACME', 'Acme Apprenticeships')",
     "UPDATE clients SET partner_id = 1, usi = 'BNGH7C75FN', given_name = NULL, email = NULL "
     "WHERE id = 2",
-    # An unrecorded session result, and its administrative result recorded by nobody yet.
+    # An unrecorded session result, and an administrative result that no roll-up has written.
     "UPDATE enrolled_units SET outcome = NULL, start_date = NULL, end_date = NULL, "
     "recorded_at = NULL, recorded_by = NULL WHERE id = (SELECT max(id) FROM enrolled_units)",
     "UPDATE enrolled_units SET outcome = NULL, start_date = NULL, end_date = NULL, "
@@ -67,10 +67,19 @@ class App:
     statements: list[str] = field(default_factory=list)
     counting: bool = False
 
-    async def post(self, document: str, variables: dict[str, Any] | None = None) -> Any:
+    async def post(
+        self,
+        document: str,
+        variables: dict[str, Any] | None = None,
+        operation_name: str | None = None,
+    ) -> Any:
         response = await self.http.post(
             "/graphql",
-            json={"query": document, "variables": variables or {}},
+            json={
+                "query": document,
+                "variables": variables or {},
+                "operationName": operation_name,
+            },
             headers={"Authorization": f"Bearer {self.token}"},
         )
         assert response.status_code == 200, response.text

@@ -139,7 +139,7 @@ query RootLists($kind: OccurrenceKind, $search: String, $after: String) {
 }
 """
 
-# Documents the compiler leaves to Strawberry: both paths must still give the same answer.
+# Documents the compiler leaves to Strawberry: both paths must still return the same response.
 FALLBACKS = [
     (
         "query ($id: ID!) { occurrence(id: $id) { enrolments(first: 100000) "
@@ -270,6 +270,26 @@ async def test_root_lists_match_resolvers(
     compiled: App, resolvers: App, variables: dict[str, Any]
 ) -> None:
     await _same(compiled, resolvers, ROOT_LISTS, variables)
+
+
+OPERATIONS = """
+query Codes($id: ID!) { occurrence(id: $id) { code } }
+query Cursors($id: ID!, $first: Int = 2) {
+  occurrence(id: $id) { enrolments(first: $first) { edges { cursor } pageInfo { hasNextPage } } }
+}
+"""
+
+
+@pytest.mark.parametrize("operation", ["Codes", "Cursors"])
+async def test_named_operation_matches_resolvers(
+    compiled: App, resolvers: App, operation: str
+) -> None:
+    variables = {"id": encode_id("Occurrence", 2)}
+    expected = await resolvers.post(OPERATIONS, variables, operation)
+    actual = await compiled.post(OPERATIONS, variables, operation)
+
+    assert "errors" not in expected, expected["errors"]
+    assert actual == expected
 
 
 async def test_missing_objects_are_null(compiled: App, resolvers: App) -> None:
