@@ -68,6 +68,7 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
                 request_id=request_id,
                 default_page_size=state.settings.default_page_size,
                 max_page_size=state.settings.max_page_size,
+                reconcile_batch_size=state.settings.reconcile_batch_size,
             )
             # Leaving the session block without a commit rolls the transaction back, also when
             # the client disconnects and the request is cancelled, so no connection leaks.

@@ -45,6 +45,7 @@ class Context:
     request_id: str
     default_page_size: int
     max_page_size: int
+    reconcile_batch_size: int = 1_000
     # Sibling fields resolve concurrently, but one AsyncSession must never run two statements
     # at once ("another operation is in progress"), so every use of the session takes this lock.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -10,10 +10,6 @@ from models.errors import DomainError, DomainErrors
 from schema.errors import UserError, user_errors
 from schema.types import InfoT, ReconciliationRun
 
-# The on-demand run finishes every batch in one transaction before the request commits, so the
-# batch size only bounds the rows each statement locks. It is the settings' default for the
-# scheduled run; the request context carries no settings to read it from.
-BATCH_SIZE = 1_000
 TRIGGER = "api"
 
 
@@ -26,8 +22,12 @@ class ReconcileLinksPayload:
 
 
 async def reconcile_links(info: InfoT) -> ReconcileLinksPayload:
+    # The on-demand run finishes every batch in this request's transaction, so the batch size
+    # (ENROLINK_RECONCILE_BATCH_SIZE, as for the scheduled run) only bounds each statement's locks.
+    batch_size = info.context.reconcile_batch_size
+
     async def operation(session: AsyncSession) -> tables.ReconciliationRun:
-        return await reconciliation.reconcile(session, trigger=TRIGGER, batch_size=BATCH_SIZE)
+        return await reconciliation.reconcile(session, trigger=TRIGGER, batch_size=batch_size)
 
     try:
         run = await info.context.write(operation)
