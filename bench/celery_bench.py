@@ -37,6 +37,24 @@ def redis_url() -> str:
     return os.environ.get("ENROLINK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def forget_queues(suffix: str) -> None:
+    """Delete the Redis keys of the run's queues, so nothing of the run stays in a shared Redis.
+
+    Celery's Redis transport keeps each queue as a list named after it and its bindings as
+    ``_kombu.binding.<queue>`` sets.
+    """
+    import redis
+
+    client = redis.Redis.from_url(redis_url())
+    try:
+        for pattern in (f"*bench_roll_up_{suffix}*", f"*bench_reconcile_{suffix}*"):
+            keys = list(client.scan_iter(match=pattern))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()
+
+
 async def roll_up_through_celery(
     sessionmaker: async_sessionmaker[AsyncSession],
     database_url: str,
@@ -103,6 +121,7 @@ async def roll_up_through_celery(
     finally:
         _stop_worker(worker)
         app.close()
+        forget_queues(suffix)
 
 
 def _start_worker(

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench.celery_bench import _start_worker, _stop_worker, redis_url
+from bench.celery_bench import _start_worker, _stop_worker, forget_queues, redis_url
 from bench.database import _admin_execute, bench_database, plain_url, with_database
 from bench.datasets import DATASETS, load
 from bench.ladder import OCCURRENCE_ID, _enrolink_environment, _staff_token
@@ -164,64 +164,69 @@ async def run_mutations(server_url: str) -> list[str]:
         "ENROLINK_ROLL_UP_QUEUE": f"bench_roll_up_{suffix}",
         "ENROLINK_RECONCILE_QUEUE": f"bench_reconcile_{suffix}",
     }
-    async with bench_database(server_url) as url:
-        await load(url, DATASETS["bench-500"], progress=False)
-        link_pairs, results = await _targets(url)
-        token = await _staff_token(url)
-        headers = {"Authorization": f"Bearer {token}"}
-        async with copied_database(server_url, url) as replay_url:
-            environment = {
-                **_enrolink_environment(url, True),
-                **queues,
-                "ENROLINK_BENCH_RECORD_PATH": str(record_path),
-            }
-            phases: list[tuple[str, Phase, LoadResult, list[Transaction]]] = []
-            links = _link_inputs(link_pairs)
-            records = _record_inputs(results)
-            with ServerProcess(
-                "enrolink",
-                url,
-                occurrence_id=OCCURRENCE_ID,
-                environment=environment,
-                log_path=log_path,
-                headers=headers,
-            ) as server:
-                async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
-                    for label, document, inputs in (
-                        ("linkEnrolments", LINK, links),
-                        ("recordResult", RECORD, records),
-                    ):
-                        for phase in PHASES:
-                            before = len(read_transactions(record_path))
+    try:
+        async with bench_database(server_url) as url:
+            await load(url, DATASETS["bench-500"], progress=False)
+            link_pairs, results = await _targets(url)
+            token = await _staff_token(url)
+            headers = {"Authorization": f"Bearer {token}"}
+            async with copied_database(server_url, url) as replay_url:
+                environment = {
+                    **_enrolink_environment(url, True),
+                    **queues,
+                    "ENROLINK_BENCH_RECORD_PATH": str(record_path),
+                }
+                phases: list[tuple[str, Phase, LoadResult, list[Transaction]]] = []
+                links = _link_inputs(link_pairs)
+                records = _record_inputs(results)
+                with ServerProcess(
+                    "enrolink",
+                    url,
+                    occurrence_id=OCCURRENCE_ID,
+                    environment=environment,
+                    log_path=log_path,
+                    headers=headers,
+                ) as server:
+                    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+                        for label, document, inputs in (
+                            ("linkEnrolments", LINK, links),
+                            ("recordResult", RECORD, records),
+                        ):
+                            for phase in PHASES:
+                                before = len(read_transactions(record_path))
 
-                            async def request(
-                                document: str = document, inputs: Iterator[Any] = inputs
-                            ) -> None:
-                                await _send(client, headers, document, next(inputs))
+                                async def request(
+                                    document: str = document, inputs: Iterator[Any] = inputs
+                                ) -> None:
+                                    await _send(client, headers, document, next(inputs))
 
-                            result = await run_load(request, phase)
-                            transactions = [
-                                transaction
-                                for transaction in read_transactions(record_path)[before:]
-                                if not _is_publisher(transaction)
-                            ]
-                            phases.append((label, phase, result, transactions))
+                                result = await run_load(request, phase)
+                                transactions = [
+                                    transaction
+                                    for transaction in read_transactions(record_path)[before:]
+                                    if not _is_publisher(transaction)
+                                ]
+                                phases.append((label, phase, result, transactions))
 
-                    lines += [_line(f"{label} over HTTP", result) for label, _, result, _ in phases]
-                    for label, phase, _, transactions in phases:
-                        replayed = await _replay(
-                            plain_url(replay_url), transactions, phase.concurrency
-                        )
-                        statements = statistics.mean(len(t) for t in transactions)
+                        lines += [
+                            _line(f"{label} over HTTP", result) for label, _, result, _ in phases
+                        ]
+                        for label, phase, _, transactions in phases:
+                            replayed = await _replay(
+                                plain_url(replay_url), transactions, phase.concurrency
+                            )
+                            statements = statistics.mean(len(t) for t in transactions)
+                            lines.append(
+                                _line(f"{label} statements sent with asyncpg", replayed)
+                                + f", {statements:.1f} statements per transaction"
+                            )
+
                         lines.append(
-                            _line(f"{label} statements sent with asyncpg", replayed)
-                            + f", {statements:.1f} statements per transaction"
+                            await _outbox_lag(url, client, headers, records, environment, log_path)
                         )
-
-                    lines.append(
-                        await _outbox_lag(url, client, headers, records, environment, log_path)
-                    )
-    record_path.unlink(missing_ok=True)
+    finally:
+        forget_queues(suffix)
+        record_path.unlink(missing_ok=True)
     return lines
 
 

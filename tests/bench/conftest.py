@@ -125,6 +125,21 @@ async def staff_token(oracle_database: str) -> str:
     return issued.secret
 
 
+@pytest.fixture
+async def partner_token(oracle_database: str) -> str:
+    """Return a token of partner 1, whose one client is client 2 (see VARIETY)."""
+    engine = create_engine(oracle_database, pool_size=1, max_overflow=0)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            issued = await create_token(
+                session, role=TokenRole.PARTNER, name="oracle partner", partner_id=1
+            )
+            await session.commit()
+    finally:
+        await engine.dispose()
+    return issued.secret
+
+
 async def _app(
     database_url: str, redis_url: str, token: str, *, compiled: bool
 ) -> AsyncIterator[App]:

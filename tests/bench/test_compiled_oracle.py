@@ -327,3 +327,32 @@ async def test_compiled_path_is_used(compiled: App, resolvers: App) -> None:
 
     assert await compiled.count(ENROLMENT, variables) == 1
     assert await resolvers.count(ENROLMENT, variables) > 1
+
+
+async def test_limits_apply_before_compiling(compiled: App, resolvers: App) -> None:
+    # Thirteen levels, one more than the default ENROLINK_MAX_QUERY_DEPTH of 12.
+    nested = "id " + "linkedEnrolments { " * 12 + "id" + " }" * 12
+    document = f"query ($id: ID!) {{ enrolment(id: $id) {{ {nested} }} }}"
+    variables = {"id": encode_id("Enrolment", 1)}
+
+    expected = await resolvers.post(document, variables)
+    actual = await compiled.post(document, variables)
+
+    assert expected["errors"][0]["extensions"]["code"] == "QUERY_LIMIT_EXCEEDED"
+    assert actual == expected
+
+
+async def test_partner_reads_use_resolvers(
+    compiled: App, resolvers: App, partner_token: str
+) -> None:
+    compiled.token = partner_token
+    resolvers.token = partner_token
+    variables = {"id": encode_id("Client", 2)}
+
+    expected = await resolvers.post(CLIENT, variables)
+    actual = await compiled.post(CLIENT, variables)
+
+    assert "errors" not in expected, expected["errors"]
+    assert expected["data"]["client"] is not None
+    assert actual == expected
+    assert await compiled.count(CLIENT, variables) > 1
