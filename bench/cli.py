@@ -61,18 +61,25 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m bench",
         description="Benchmarks of Enrolink; with no command, run the nested-read ladder.",
     )
-    parser.add_argument(
-        "--database-url",
-        default=default_server_url(),
-        help="PostgreSQL server on which the bench creates (and drops) its own database; "
-        "default: ENROLINK_TEST_DATABASE_URL or postgresql://postgres@127.0.0.1:5432/postgres",
+    database_help = (
+        "PostgreSQL server on which the bench creates (and drops) its own database; "
+        "default: ENROLINK_TEST_DATABASE_URL or postgresql://postgres@127.0.0.1:5432/postgres"
     )
+    parser.add_argument("--database-url", default=default_server_url(), help=database_help)
+    # Each command accepts --database-url after its name too; SUPPRESS keeps the top-level
+    # value when the command's own is not given.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--database-url", default=argparse.SUPPRESS, help=database_help)
     commands = parser.add_subparsers(dest="command")
-    ladder = commands.add_parser("ladder", help="run the nested-read ladder on bench-500")
+    ladder = commands.add_parser(
+        "ladder", parents=[common], help="run the nested-read ladder on bench-500"
+    )
     ladder.add_argument(
         "--quick", action="store_true", help="send far fewer requests, to check the bench runs"
     )
-    dataset = commands.add_parser("dataset", help="load a dataset and report how long it took")
+    dataset = commands.add_parser(
+        "dataset", parents=[common], help="load a dataset and report how long it took"
+    )
     dataset.add_argument("name", choices=sorted(DATASETS))
     dataset.add_argument(
         "--keep", action="store_true", help="keep the database instead of dropping it"
@@ -85,14 +92,19 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("inprocess", help="internal: measure L4, specification on stdin")
     commands.add_parser(
         "mutations",
+        parents=[common],
         help="time linkEnrolments and recordResult against their statements sent with asyncpg, "
         "and the outbox lag under a burst",
     )
     commands.add_parser(
-        "workers", help="time the set-based roll-up and the reconciler over bench-large"
+        "workers",
+        parents=[common],
+        help="time the set-based roll-up and the reconciler over bench-large",
     )
     profile = commands.add_parser(
-        "profile", help="print a cProfile of one ladder request executed in-process"
+        "profile",
+        parents=[common],
+        help="print a cProfile of one ladder request executed in-process",
     )
     profile.add_argument(
         "--compiled", action="store_true", help="profile the compiled path instead of resolvers"
