@@ -15,7 +15,7 @@ is hidden from partners, so a new table stays private until a rule for it is wri
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVarTuple
 
 from sqlalchemy import ColumnElement, Select, false, inspect, select, true, union
 
@@ -24,6 +24,7 @@ from models.enums import TokenRole
 from schema.context import Caller
 
 Condition = ColumnElement[bool]
+Ts = TypeVarTuple("Ts")
 
 
 def _partner_clients(partner_id: int) -> Select[Any]:
@@ -106,7 +107,7 @@ def visible(entity: Any, caller: Caller) -> Condition | None:
     return rule(entity, caller.partner_id)
 
 
-def restrict(statement: Select[Any], entity: Any, caller: Caller) -> Select[Any]:
+def restrict(statement: Select[*Ts], entity: Any, caller: Caller) -> Select[*Ts]:
     """Add the caller's scope for ``entity`` to ``statement``."""
     condition = visible(entity, caller)
     return statement if condition is None else statement.where(condition)

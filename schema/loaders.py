@@ -12,9 +12,9 @@ from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple
 
-from sqlalchemy import Select, and_, func, or_, select, union_all
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, union_all
 from sqlalchemy.orm import aliased
 from strawberry.dataloader import DataLoader
 
@@ -46,9 +46,10 @@ if TYPE_CHECKING:
 
 M = TypeVar("M", bound=Base)
 K = TypeVar("K", bound=Hashable)
+Ts = TypeVarTuple("Ts")
 
 
-def _fresh(statement: Select[Any]) -> Select[Any]:
+def _fresh(statement: Select[*Ts]) -> Select[*Ts]:
     return statement.execution_options(populate_existing=True)
 
 
@@ -131,10 +132,10 @@ class GroupLoader(DataLoader[int, list[Any]]):
         self.context = context
         super().__init__(load_fn=self._load)
 
-    def statement(self, keys: list[int]) -> Select[Any]:
+    def statement(self, keys: list[int]) -> Select[int, Any]:
         raise NotImplementedError
 
-    def scope(self, statement: Select[Any]) -> Select[Any]:
+    def scope(self, statement: Select[int, Any]) -> Select[int, Any]:
         """Restrict the listed rows (the statement's second column) to those the caller may see."""
         return restrict(statement, statement.column_descriptions[1]["entity"], self.context.caller)
 
@@ -147,7 +148,7 @@ class GroupLoader(DataLoader[int, list[Any]]):
 
 
 class UnitsByProgrammeIdLoader(GroupLoader):
-    def statement(self, keys: list[int]) -> Select[Any]:
+    def statement(self, keys: list[int]) -> Select[int, Any]:
         return _fresh(
             select(ProgrammeUnit.programme_id, Unit)
             .join(Unit, Unit.id == ProgrammeUnit.unit_id)
@@ -157,7 +158,7 @@ class UnitsByProgrammeIdLoader(GroupLoader):
 
 
 class UnitsByOccurrenceIdLoader(GroupLoader):
-    def statement(self, keys: list[int]) -> Select[Any]:
+    def statement(self, keys: list[int]) -> Select[int, Any]:
         return _fresh(
             select(OccurrenceUnit.occurrence_id, Unit)
             .join(Unit, Unit.id == OccurrenceUnit.unit_id)
@@ -169,7 +170,7 @@ class UnitsByOccurrenceIdLoader(GroupLoader):
 class ResultsByEnrolmentIdLoader(GroupLoader):
     """One result per unit the enrolment's occurrence has now, in the occurrence's unit order."""
 
-    def statement(self, keys: list[int]) -> Select[Any]:
+    def statement(self, keys: list[int]) -> Select[int, Any]:
         return _fresh(
             select(EnrolledUnit.enrolment_id, EnrolledUnit)
             .join(Enrolment, Enrolment.id == EnrolledUnit.enrolment_id)
@@ -188,7 +189,7 @@ class ResultsByEnrolmentIdLoader(GroupLoader):
 class LinkedEnrolmentsByEnrolmentIdLoader(GroupLoader):
     """Enrolments actively linked to each key: sessions of an administrative one, and vice versa."""
 
-    def statement(self, keys: list[int]) -> Select[Any]:
+    def statement(self, keys: list[int]) -> Select[int, Any]:
         other = aliased(Enrolment)
         sessions = select(
             EnrolmentLink.administrative_enrolment_id.label("key"),
@@ -237,7 +238,7 @@ class LinksByEnrolmentIdLoader(GroupLoader):
 class SharedUnitsByLinkIdLoader(GroupLoader):
     """Units both occurrences of a link carry, in the session occurrence's unit order."""
 
-    def statement(self, keys: list[int]) -> Select[Any]:
+    def statement(self, keys: list[int]) -> Select[int, Any]:
         administrative = aliased(Enrolment)
         session = aliased(Enrolment)
         administrative_unit = aliased(OccurrenceUnit)
@@ -261,7 +262,7 @@ class SharedUnitsByLinkIdLoader(GroupLoader):
 
 
 class ClassesByOccurrenceIdLoader(GroupLoader):
-    def statement(self, keys: list[int]) -> Select[Any]:
+    def statement(self, keys: list[int]) -> Select[int, Any]:
         return _fresh(
             select(Class.occurrence_id, Class)
             .where(Class.occurrence_id.in_(keys))
@@ -270,7 +271,7 @@ class ClassesByOccurrenceIdLoader(GroupLoader):
 
 
 class AttendancesByEnrolmentIdLoader(GroupLoader):
-    def statement(self, keys: list[int]) -> Select[Any]:
+    def statement(self, keys: list[int]) -> Select[int, Any]:
         return _fresh(
             select(Attendance.enrolment_id, Attendance)
             .join(Class, Class.id == Attendance.class_id)
@@ -280,7 +281,7 @@ class AttendancesByEnrolmentIdLoader(GroupLoader):
 
 
 class PaymentsByEnrolmentIdLoader(GroupLoader):
-    def statement(self, keys: list[int]) -> Select[Any]:
+    def statement(self, keys: list[int]) -> Select[int, Any]:
         return _fresh(
             select(Payment.enrolment_id, Payment)
             .where(Payment.enrolment_id.in_(keys))
@@ -289,7 +290,7 @@ class PaymentsByEnrolmentIdLoader(GroupLoader):
 
 
 class ChargesByEnrolmentIdLoader(GroupLoader):
-    def statement(self, keys: list[int]) -> Select[Any]:
+    def statement(self, keys: list[int]) -> Select[int, Any]:
         return _fresh(
             select(Charge.enrolment_id, Charge)
             .where(Charge.enrolment_id.in_(keys))
@@ -298,7 +299,7 @@ class ChargesByEnrolmentIdLoader(GroupLoader):
 
 
 class CountsByReconciliationRunIdLoader(GroupLoader):
-    def statement(self, keys: list[int]) -> Select[Any]:
+    def statement(self, keys: list[int]) -> Select[int, Any]:
         return _fresh(
             select(ReconciliationCount.run_id, ReconciliationCount)
             .where(ReconciliationCount.run_id.in_(keys))
@@ -363,7 +364,7 @@ class PageLoader(DataLoader[PageKey, Page[Any]]):
     def filters(self, key: PageKey) -> list[Any]:
         return []
 
-    def scope(self, statement: Select[Any]) -> Select[Any]:
+    def scope(self, statement: Select[*Ts]) -> Select[*Ts]:
         """Restrict the page's rows to those the caller may see, before rows are numbered."""
         return restrict(statement, self.model, self.context.caller)
 
@@ -407,7 +408,7 @@ class EnrolmentPageByOccurrenceIdLoader(PageLoader):
         return Enrolment.occurrence_id
 
     def filters(self, key: PageKey) -> list[Any]:
-        conditions = [Enrolment.deleted_at.is_(None)]
+        conditions: list[ColumnElement[bool]] = [Enrolment.deleted_at.is_(None)]
         if key.status is not None:
             conditions.append(Enrolment.status == key.status)
         return conditions
