@@ -11,7 +11,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from graphql import GraphQLError
@@ -20,7 +20,6 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLRequestData
-from strawberry.http.async_base_view import AsyncHTTPRequestAdapter
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
@@ -28,6 +27,11 @@ from enrolink.auth import unauthenticated_response
 from models.outbox import PendingMessage, take_pending
 from schema.compiled import RawJSON, compiled_reads
 from schema.context import Caller, Context
+
+if TYPE_CHECKING:
+    # Strawberry's AsyncBaseHTTPView.execute_single declares request_adapter with this class,
+    # which strawberry-graphql 0.341 imports from its dependency cross_web.
+    from cross_web import AsyncHTTPRequestAdapter
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +92,7 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
             return body + b"," + json.dumps(rest, separators=(",", ":")).encode()[1:]
         return body + b"}"
 
-    async def execute_single(  # type: ignore[override]
+    async def execute_single(
         self,
         request: Request,
         request_adapter: AsyncHTTPRequestAdapter,
