@@ -102,7 +102,9 @@ async def _by_global_id(info: InfoT, global_id: strawberry.ID, type_name: str) -
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="Any object by its global id; null when there is none.")
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
+        description="Any object by its global id; null when there is none."
+    )
     async def node(self, info: InfoT, id: strawberry.ID) -> Node | None:
         parts = split_id(id)
         if parts is None or parts[0] not in NODE_LOADERS:
@@ -131,7 +133,7 @@ class Query:
     async def client(self, info: InfoT, id: strawberry.ID) -> Client | None:
         return await _by_global_id(info, id, "Client")  # type: ignore[no-any-return]
 
-    @strawberry.field(
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
         description="Clients, optionally matching `search` in code, names, email or USI."
     )
     async def clients(
@@ -160,7 +162,9 @@ class Query:
     async def enrolment(self, info: InfoT, id: strawberry.ID) -> Enrolment | None:
         return await _by_global_id(info, id, "Enrolment")  # type: ignore[no-any-return]
 
-    @strawberry.field(description="Past reconciler runs, newest first.")
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
+        description="Past reconciler runs, newest first."
+    )
     async def reconciliation_runs(
         self, info: InfoT, first: int | None = None, after: str | None = None
     ) -> ReconciliationRunConnection:  # type: ignore[valid-type]
@@ -193,7 +197,9 @@ class Query:
         statement = restrict(select(tables.Partner), tables.Partner, info.context.caller)
         return list(await info.context.scalars(statement.order_by(tables.Partner.code)))
 
-    @strawberry.field(description="Configured attendance types, e.g. PRESENT, ABSENT, SICK.")
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
+        description="Configured attendance types, e.g. PRESENT, ABSENT, SICK."
+    )
     async def attendance_types(self, info: InfoT) -> list[AttendanceType]:
         statement = restrict(
             select(tables.AttendanceType), tables.AttendanceType, info.context.caller

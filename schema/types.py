@@ -107,7 +107,7 @@ class Programme(Node):
 
     @strawberry.field
     async def units(self, root: Parent[tables.Programme], info: InfoT) -> list[Unit]:
-        return await info.context.loaders.units_by_programme_id.load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loaders.units_by_programme_id.load(root.id)
 
 
 @strawberry.type
@@ -148,13 +148,15 @@ class Occurrence(Node):
 
     @strawberry.field
     async def units(self, root: Parent[tables.Occurrence], info: InfoT) -> list[Unit]:
-        return await info.context.loaders.units_by_occurrence_id.load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loaders.units_by_occurrence_id.load(root.id)
 
     @strawberry.field
     async def classes(self, root: Parent[tables.Occurrence], info: InfoT) -> list[Class]:
-        return await info.context.loaders.classes_by_occurrence_id.load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loaders.classes_by_occurrence_id.load(root.id)
 
-    @strawberry.field(description="Enrolments not deleted, oldest first.")
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
+        description="Enrolments not deleted, oldest first."
+    )
     async def enrolments(
         self,
         root: Parent[tables.Occurrence],
@@ -186,7 +188,9 @@ class Client(Node):
             return None
         return await info.context.loaders.partner_by_id.load(root.partner_id)  # type: ignore[return-value]
 
-    @strawberry.field(description="Enrolments not deleted, oldest first.")
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
+        description="Enrolments not deleted, oldest first."
+    )
     async def enrolments(
         self,
         root: Parent[tables.Client],
@@ -227,16 +231,16 @@ class Enrolment(Node):
     async def occurrence(self, root: Parent[tables.Enrolment], info: InfoT) -> Occurrence:
         return await info.context.loaders.occurrence_by_id.load(root.occurrence_id)  # type: ignore[return-value]
 
-    @strawberry.field(
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
         description="Administrative enrolment: its actively linked session enrolments. "
         "Session enrolment: the administrative enrolment it is linked to."
     )
     async def linked_enrolments(
         self, root: Parent[tables.Enrolment], info: InfoT
     ) -> list[Enrolment]:
-        return await info.context.loaders.linked_enrolments_by_enrolment_id.load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loaders.linked_enrolments_by_enrolment_id.load(root.id)
 
-    @strawberry.field(
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
         description="Session side only: the administrative enrolment it is linked to."
     )
     async def administrative_enrolment(
@@ -248,17 +252,21 @@ class Enrolment(Node):
         linked = await info.context.loaders.linked_enrolments_by_enrolment_id.load(root.id)
         return linked[0] if linked else None
 
-    @strawberry.field(description="Every link this enrolment takes part in, closed ones included.")
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
+        description="Every link this enrolment takes part in, closed ones included."
+    )
     async def links(self, root: Parent[tables.Enrolment], info: InfoT) -> list[EnrolmentLink]:
-        return await info.context.loaders.links_by_enrolment_id.load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loaders.links_by_enrolment_id.load(root.id)
 
-    @strawberry.field(
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
         description="One result per unit of the occurrence, in the occurrence's order."
     )
     async def results(self, root: Parent[tables.Enrolment], info: InfoT) -> list[Result]:
-        return await info.context.loaders.results_by_enrolment_id.load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loaders.results_by_enrolment_id.load(root.id)
 
-    @strawberry.field(description="Administrative side only: the state of the roll-up.")
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
+        description="Administrative side only: the state of the roll-up."
+    )
     async def roll_up(self, root: Parent[tables.Enrolment], info: InfoT) -> RollUpState | None:
         occurrence = await info.context.loaders.occurrence_by_id.load(root.occurrence_id)
         if occurrence is None or occurrence.kind is not OccurrenceKindEnum.ADMINISTRATIVE:
@@ -270,17 +278,17 @@ class Enrolment(Node):
 
     @strawberry.field
     async def attendances(self, root: Parent[tables.Enrolment], info: InfoT) -> list[Attendance]:
-        return await info.context.loaders.attendances_by_enrolment_id.load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loaders.attendances_by_enrolment_id.load(root.id)
 
     @strawberry.field
     async def payments(self, root: Parent[tables.Enrolment], info: InfoT) -> list[Payment]:
-        return await info.context.loaders.payments_by_enrolment_id.load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loaders.payments_by_enrolment_id.load(root.id)
 
     @strawberry.field
     async def charges(self, root: Parent[tables.Enrolment], info: InfoT) -> list[Charge]:
-        return await info.context.loaders.charges_by_enrolment_id.load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loaders.charges_by_enrolment_id.load(root.id)
 
-    @strawberry.field(
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
         description="Charges minus payments in AUD; null on session enrolments (no money there)."
     )
     async def balance(self, root: Parent[tables.Enrolment], info: InfoT) -> Decimal | None:
@@ -304,7 +312,9 @@ class Result(Node):
     def outcome(self, root: Parent[tables.EnrolledUnit]) -> Outcome | None:  # type: ignore[valid-type]
         return None if root.outcome is None else OutcomeEnum(root.outcome)
 
-    @strawberry.field(description="The AVETMISS outcome number, e.g. 20 for competency achieved.")
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
+        description="The AVETMISS outcome number, e.g. 20 for competency achieved."
+    )
     def outcome_code(self, root: Parent[tables.EnrolledUnit]) -> int | None:
         return root.outcome
 
@@ -316,7 +326,9 @@ class Result(Node):
     async def enrolment(self, root: Parent[tables.EnrolledUnit], info: InfoT) -> Enrolment:
         return await info.context.loaders.enrolment_by_id.load(root.enrolment_id)  # type: ignore[return-value]
 
-    @strawberry.field(description="Rolled-up results: the session result it came from.")
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
+        description="Rolled-up results: the session result it came from."
+    )
     async def source_result(self, root: Parent[tables.EnrolledUnit], info: InfoT) -> Result | None:
         if root.source_enrolled_unit_id is None:
             return None
@@ -341,9 +353,11 @@ class EnrolmentLink(Node):
     async def session_enrolment(self, root: Parent[tables.EnrolmentLink], info: InfoT) -> Enrolment:
         return await info.context.loaders.enrolment_by_id.load(root.session_enrolment_id)  # type: ignore[return-value]
 
-    @strawberry.field(description="Units both occurrences carry.")
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
+        description="Units both occurrences carry."
+    )
     async def shared_units(self, root: Parent[tables.EnrolmentLink], info: InfoT) -> list[Unit]:
-        return await info.context.loaders.shared_units_by_link_id.load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loaders.shared_units_by_link_id.load(root.id)
 
 
 @strawberry.type
@@ -380,7 +394,9 @@ class Attendance(Node):
     recorded_at: datetime
     is_type_of = _is_row(tables.Attendance)
 
-    @strawberry.field(name="class")
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
+        name="class"
+    )
     async def class_(self, root: Parent[tables.Attendance], info: InfoT) -> Class:
         return await info.context.loaders.class_by_id.load(root.class_id)  # type: ignore[return-value]
 
@@ -392,7 +408,9 @@ class Attendance(Node):
     async def attendance_type(self, root: Parent[tables.Attendance], info: InfoT) -> AttendanceType:
         return await info.context.loaders.attendance_type_by_id.load(root.attendance_type_id)  # type: ignore[return-value]
 
-    @strawberry.field(description="Class duration in hours times the type's sign (+1, 0 or -1).")
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
+        description="Class duration in hours times the type's sign (+1, 0 or -1)."
+    )
     async def hours(self, root: Parent[tables.Attendance], info: InfoT) -> Decimal:
         class_ = await info.context.loaders.class_by_id.load(root.class_id)
         kind = await info.context.loaders.attendance_type_by_id.load(root.attendance_type_id)
@@ -437,11 +455,13 @@ class ReconciliationRun(Node):
     trigger: str
     is_type_of = _is_row(tables.ReconciliationRun)
 
-    @strawberry.field(description="One count per cause: how many were found and repaired.")
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
+        description="One count per cause: how many were found and repaired."
+    )
     async def counts(
         self, root: Parent[tables.ReconciliationRun], info: InfoT
     ) -> list[ReconciliationCount]:
-        return await info.context.loaders.counts_by_reconciliation_run_id.load(root.id)  # type: ignore[no-any-return]
+        return await info.context.loaders.counts_by_reconciliation_run_id.load(root.id)
 
 
 # Each Node type by the type name inside its global ids, for `node(id:)`.
