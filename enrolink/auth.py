@@ -17,10 +17,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from models.tokens import TokenRejected, authenticate, looks_like_token
 from schema.context import Caller
+from workers.errors import is_retryable
 
 log = structlog.get_logger(__name__)
 
 REALM = "enrolink"
+# Seconds a client is asked to wait when the token cannot be checked: PostgreSQL restarting or
+# failing over takes a few seconds.
+UNAVAILABLE_RETRY_AFTER_SECONDS = 2
 
 
 def unauthenticated_response(message: str, *, invalid_token: bool) -> JSONResponse:
@@ -32,6 +36,26 @@ def unauthenticated_response(message: str, *, invalid_token: bool) -> JSONRespon
         {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
         status_code=401,
         headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"},
+    )
+
+
+def unavailable_response(request_id: str | None) -> JSONResponse:
+    """Build the 503 response for a request whose token could not be checked."""
+    message = (
+        "The service cannot reach its database right now, so the request was not run. Retry "
+        f"in a few seconds; quote request id {request_id} if it keeps failing."
+    )
+    return JSONResponse(
+        {
+            "errors": [
+                {
+                    "message": message,
+                    "extensions": {"code": "SERVICE_UNAVAILABLE", "requestId": request_id},
+                }
+            ]
+        },
+        status_code=503,
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
     )
 
 
@@ -94,6 +118,15 @@ class BearerAuthMiddleware:
             log.info("auth.rejected", path=scope["path"], reason=rejection.reason)
             response = unauthenticated_response(rejection.reason, invalid_token=True)
             await response(scope, receive, send)
+            return
+        except Exception as error:
+            # A lost or refused connection (PostgreSQL restarting) or an exhausted pool would
+            # otherwise reach the client as a bare 500 with no request id and no hint to retry.
+            if not is_retryable(error):
+                raise
+            request_id = scope.get("state", {}).get("request_id")
+            log.warning("auth.database_unavailable", path=scope["path"], error=repr(error))
+            await unavailable_response(request_id)(scope, receive, send)
             return
 
         scope.setdefault("state", {})["caller"] = Caller(
