@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import fcntl
 import functools
 import os
 import signal
@@ -28,7 +29,13 @@ from typing import Any, NoReturn
 
 import structlog
 
-from enrolink.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
+from enrolink.embedded import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    process_is_running,
+    start_postgres,
+    start_redis,
+)
 from enrolink.settings import ENV_PREFIX, Settings
 
 log = structlog.get_logger(__name__)
@@ -43,6 +50,10 @@ HEALTHY_TIMEOUT_SECONDS = 60.0
 # after this many seconds is killed.
 CHILD_STOP_TIMEOUT_SECONDS = 20.0
 POLL_INTERVAL_SECONDS = 0.2
+
+# The file in the data folder that one `enrolink dev` run holds an exclusive flock on, and
+# whose content is that run's pid.
+LOCK_FILE_NAME = "dev.lock"
 
 # From <linux/prctl.h>: deliver a signal to this process when its parent dies.
 _PR_SET_PDEATHSIG = 1
@@ -73,11 +84,55 @@ class DevRun:
     postgres: EmbeddedPostgres | None = None
     redis: EmbeddedRedis | None = None
     children: list[Child] = field(default_factory=list)
+    # The pids of the embedded servers as started, watched while the run lasts.
+    server_pids: dict[str, int] = field(default_factory=dict)
+
+
+class DataFolderInUse(Exception):
+    """Another `enrolink dev` run holds the data folder's lock."""
 
 
 def run_dev(settings: Settings, *, host: str, port: int) -> int:
     """Run the whole service until a stop signal or a dead child, and return the exit status."""
     data_dir = settings.data_dir.resolve()
+    try:
+        lock = lock_data_folder(data_dir)
+    except DataFolderInUse as error:
+        _report(f"enrolink dev: {error}", error=True)
+        return EXIT_USAGE
+    try:
+        return _run_locked(settings, data_dir, host, port)
+    finally:
+        os.close(lock)
+
+
+def lock_data_folder(data_dir: Path) -> int:
+    """Take the exclusive lock of the data folder for this run and return its file descriptor.
+
+    One run per data folder: a second run would attach to the first run's embedded servers,
+    revoke its token and stop its Redis when it stops. The kernel releases the lock when its
+    holder exits, even by SIGKILL, so the servers that a killed run left behind are taken over
+    only once their owner is dead. The descriptor is not inherited by the servers or children.
+    Raises DataFolderInUse, naming the pid of the run that has the lock.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(data_dir / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(descriptor, 32, 0).decode("ascii", errors="replace").strip()
+        os.close(descriptor)
+        other_run = f"Another `enrolink dev` (pid {holder})" if holder else "Another `enrolink dev`"
+        raise DataFolderInUse(
+            f"{other_run} is using {data_dir}; stop it, or set {ENV_PREFIX}DATA_DIR to another "
+            "folder."
+        ) from None
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"{os.getpid()}\n".encode("ascii"), 0)
+    return descriptor
+
+
+def _run_locked(settings: Settings, data_dir: Path, host: str, port: int) -> int:
     if not _port_is_free(host, port):
         _report(
             f"enrolink dev: port {port} on {host} is already in use. Stop the program using it "
@@ -94,7 +149,7 @@ def run_dev(settings: Settings, *, host: str, port: int) -> int:
     except StopRequested as stop:
         log.info("dev.stop_requested", signal=str(stop))
         return EXIT_OK
-    except (ChildExited, TimeoutError) as error:
+    except (ChildExited, ServerStopped, TimeoutError) as error:
         log.error("dev.failed", error=str(error))
         _report(f"enrolink dev: {error} Stopping everything else.", error=True)
         return EXIT_FAILED
@@ -111,16 +166,17 @@ def _start(run: DevRun, settings: Settings, data_dir: Path, host: str, port: int
     redis_url = settings.redis_url
 
     if database_url is None or redis_url is None:
-        data_dir.mkdir(parents=True, exist_ok=True)
         _report(f"Data folder: {data_dir}")
     if database_url is None:
         run.postgres = start_postgres(data_dir)
+        _watch_server(run, "PostgreSQL", run.postgres.pid)
         database_url = asyncio.run(_create_database(run.postgres, EMBEDDED_DATABASE))
         _report(f"PostgreSQL: embedded, data in {run.postgres.data_dir}")
     else:
         _report(f"PostgreSQL: {_shown(database_url)} (from {ENV_PREFIX}DATABASE_URL)")
     if redis_url is None:
         run.redis = start_redis(data_dir)
+        _watch_server(run, "Redis", run.redis.pid)
         redis_url = run.redis.url
         _report(
             f"Redis: embedded, data in {run.redis.data_dir}, socket {run.redis.server.socket_file}"
@@ -328,9 +384,32 @@ def _raise_if_a_child_exited(run: DevRun) -> None:
             raise ChildExited(child, returncode)
 
 
+class ServerStopped(Exception):
+    """An embedded server stopped while the run needed it (killed, crashed or shut down)."""
+
+    def __init__(self, name: str, pid: int) -> None:
+        super().__init__(f"The embedded {name} (pid {pid}) stopped while enrolink dev was running.")
+        self.name = name
+        self.pid = pid
+
+
+def _watch_server(run: DevRun, name: str, pid: int | None) -> None:
+    if pid is not None:
+        run.server_pids[name] = pid
+
+
+def _raise_if_a_server_stopped(run: DevRun) -> None:
+    for name, pid in run.server_pids.items():
+        if not process_is_running(pid):
+            raise ServerStopped(name, pid)
+
+
 def _supervise(run: DevRun) -> NoReturn:
-    """Wait until a child exits, then raise ChildExited. A stop signal raises StopRequested."""
+    """Wait until a child exits or an embedded server stops, then raise ChildExited or
+    ServerStopped. A stop signal raises StopRequested."""
     while True:
+        # Servers first: a child that lost its Redis or PostgreSQL may exit because of it.
+        _raise_if_a_server_stopped(run)
         _raise_if_a_child_exited(run)
         time.sleep(POLL_INTERVAL_SECONDS)
 

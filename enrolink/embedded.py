@@ -180,13 +180,14 @@ def _reused_socket_dir(socket_file: str | None) -> str | None:
 def _wait_for_exit(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _is_running(pid):
+        if not process_is_running(pid):
             return True
         time.sleep(0.05)
-    return not _is_running(pid)
+    return not process_is_running(pid)
 
 
-def _is_running(pid: int) -> bool:
+def process_is_running(pid: int) -> bool:
+    """Tell whether the process exists and has not exited (a zombie counts as exited)."""
     try:
         status: str = psutil.Process(pid).status()
     except psutil.NoSuchProcess:

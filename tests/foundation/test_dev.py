@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import redis
 STARTUP_TIMEOUT_SECONDS = 120.0
 STOP_TIMEOUT_SECONDS = 60.0
 MARKER_KEY = "enrolink:dev-smoke-marker"
+TOKEN = re.compile(r"enr_[A-Za-z0-9_-]{43}")
 
 
 @dataclass
@@ -125,6 +127,27 @@ def processes_using(data_dir: Path) -> list[psutil.Process]:
         if str(data_dir) in command_line and is_running(process.pid):
             found.append(process)
     return found
+
+
+def printed_token(dev: DevProcess) -> str:
+    match = TOKEN.search(dev.text())
+    assert match is not None, f"no token was printed:\n{dev.text()}"
+    return match.group(0)
+
+
+def graphql_status(port: int, token: str) -> int:
+    """POST a trivial query with the token and return the HTTP status."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": "{ __typename }"}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status: int = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    return status
 
 
 def stop_dev(dev: DevProcess) -> int:
@@ -259,3 +282,69 @@ def test_dev_killed_leaves_no_children(tmp_path: Path) -> None:
     assert [pid for pid in started if is_running(pid)] == [], output
     assert processes_using(data_dir) == [], output
     assert not old_socket_dir.exists()
+
+
+def test_second_dev_rejected_in_same_folder(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+
+    first = start_dev(data_dir, port, tmp_path / "first.log")
+    second: DevProcess | None = None
+    started: list[int] = []
+    try:
+        wait_for_healthz(first, port)
+        wait_for_output(first, "Enrolink is running")
+        started = started_pids(first, data_dir)
+        token = printed_token(first)
+
+        # Another port, so that only the data folder is shared.
+        second = start_dev(data_dir, free_port(), tmp_path / "second.log")
+        second_status = second.process.wait(timeout=STARTUP_TIMEOUT_SECONDS)
+
+        first_still_running = first.process.poll() is None
+        token_status = graphql_status(port, token)
+        client = redis.Redis(unix_socket_path=redis_registry(data_dir)["unixsocket"])
+        redis_answers = client.ping()
+        client.close()
+        first_status = stop_dev(first)
+    finally:
+        if second is not None:
+            kill_leftovers(second, [])
+        kill_leftovers(first, started)
+
+    second_output = second.text()
+    assert second_status == 2, second_output
+    assert (
+        f"Another `enrolink dev` (pid {first.process.pid}) is using {data_dir}; stop it, or set "
+        "ENROLINK_DATA_DIR to another folder." in second_output
+    )
+    assert "Enrolink is running" not in second_output
+    assert first_still_running, first.text()
+    assert token_status == 200
+    assert redis_answers is True
+    assert first_status == 0, first.text()
+    assert processes_using(data_dir) == [], first.text()
+
+
+def test_dev_stops_when_embedded_redis_dies(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+
+    dev = start_dev(data_dir, port, tmp_path / "dev.log")
+    started: list[int] = []
+    try:
+        wait_for_healthz(dev, port)
+        wait_for_output(dev, "Enrolink is running")
+        started = started_pids(dev, data_dir)
+        redis_pid = int(Path(redis_registry(data_dir)["pidfile"]).read_text())
+
+        psutil.Process(redis_pid).kill()
+        status = dev.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    finally:
+        kill_leftovers(dev, started)
+
+    output = dev.text()
+    assert status == 1, output
+    assert f"The embedded Redis (pid {redis_pid}) stopped while enrolink dev was running." in output
+    assert [pid for pid in started if is_running(pid)] == [], output
+    assert processes_using(data_dir) == [], output
