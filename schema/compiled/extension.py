@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import structlog
-from graphql import GraphQLSchema
+from graphql import GraphQLError, GraphQLSchema
 from graphql.execution.values import get_variable_values
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult
@@ -142,9 +142,21 @@ class CompiledReads(SchemaExtension):
             parameters = plan.parameters(variables, context)
         except Fallback:
             return None
-        async with context.lock:
-            data = (await context.session.execute(plan.statement, parameters)).scalar_one()
+        try:
+            data = await self._fetch(context, plan, parameters)
+        except Exception as error:
+            # An error raised here would leave the operation before the error masking runs, so
+            # it becomes a result error: MaskUnexpectedErrors then logs it with the request id
+            # and hides its text, as it does for a resolver's error.
+            return ExecutionResult(
+                data=None, errors=[GraphQLError(str(error), original_error=error)]
+            )
         return ExecutionResult(data=RawJSON(data.encode()), errors=None)  # type: ignore[arg-type]
+
+    async def _fetch(self, context: Context, plan: Plan, parameters: dict[str, Any]) -> str:
+        async with context.lock:
+            data: str = (await context.session.execute(plan.statement, parameters)).scalar_one()
+        return data
 
 
 def compiled_reads_extension(cache_size: int = PLAN_CACHE_SIZE) -> type[CompiledReads]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
+from schema.compiled.extension import CompiledReads
 from schema.ids import encode_id
 from tests.bench.conftest import App
 
@@ -356,3 +358,17 @@ async def test_partner_reads_use_resolvers(
     assert expected["data"]["client"] is not None
     assert actual == expected
     assert await compiled.count(CLIENT, variables) > 1
+
+
+async def test_database_error_is_masked(compiled: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def fail(*_arguments: Any) -> str:
+        raise OperationalError("SELECT", {}, ConnectionResetError("connection lost"))
+
+    monkeypatch.setattr(CompiledReads, "_fetch", fail)
+
+    body = await compiled.post(LADDER, {"id": encode_id("Occurrence", 1), "first": 2})
+
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert error["extensions"]["requestId"]
+    assert "connection lost" not in error["message"]
