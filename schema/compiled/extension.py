@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import structlog
-from graphql import GraphQLError, GraphQLSchema
+from graphql import DocumentNode, GraphQLError, GraphQLSchema
 from graphql.execution.values import get_variable_values
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult
@@ -94,6 +94,17 @@ class PlanCache:
             self._plans.popitem(last=False)
 
 
+def _compile(
+    graphql_schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
+) -> Plan | None:
+    """Compile the operation; a failure of the compiler itself leaves it to the resolvers."""
+    try:
+        return compile_operation(graphql_schema, document, operation_name)
+    except Exception:
+        log.exception("compiled_reads.compile_failed", operation=operation_name)
+        return None
+
+
 class CompiledReads(SchemaExtension):
     """Serve a query operation with one statement when the whole selection compiles."""
 
@@ -113,11 +124,11 @@ class CompiledReads(SchemaExtension):
         assert document is not None
         operation_name = execution_context.operation_name
         if execution_context.query is None:
-            return compile_operation(graphql_schema, document, operation_name)
+            return _compile(graphql_schema, document, operation_name)
         key = (execution_context.query, operation_name)
         found, plan = self.plans.get(key)
         if not found:
-            plan = compile_operation(graphql_schema, document, operation_name)
+            plan = _compile(graphql_schema, document, operation_name)
             self.plans.put(key, plan)
             log.debug("compiled_reads.compiled", operation=operation_name, compiled=bool(plan))
         return plan
@@ -140,7 +151,7 @@ class CompiledReads(SchemaExtension):
             return None
         try:
             parameters = plan.parameters(variables, context)
-        except Fallback:
+        except (Fallback, GraphQLError):
             return None
         try:
             data = await self._fetch(context, plan, parameters)
