@@ -13,6 +13,7 @@ import ctypes
 import fcntl
 import functools
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -36,7 +37,7 @@ from enrolink.embedded import (
     start_postgres,
     start_redis,
 )
-from enrolink.settings import ENV_PREFIX, Settings
+from enrolink.settings import DEV_ENV_FILE_NAME, ENV_PREFIX, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +87,8 @@ class DevRun:
     children: list[Child] = field(default_factory=list)
     # The pids of the embedded servers as started, watched while the run lasts.
     server_pids: dict[str, int] = field(default_factory=dict)
+    # The shell file with the embedded servers' URLs, removed when the run stops.
+    env_file: Path | None = None
 
 
 class DataFolderInUse(Exception):
@@ -164,6 +167,8 @@ def _start(run: DevRun, settings: Settings, data_dir: Path, host: str, port: int
     """Start the services that are not configured, migrate, start the children, wait for them."""
     database_url = settings.database_url
     redis_url = settings.redis_url
+    # A run killed with SIGKILL leaves its file behind; this run writes its own.
+    (data_dir / DEV_ENV_FILE_NAME).unlink(missing_ok=True)
 
     if database_url is None or redis_url is None:
         _report(f"Data folder: {data_dir}")
@@ -200,7 +205,38 @@ def _start(run: DevRun, settings: Settings, data_dir: Path, host: str, port: int
         f"Staff token for this run: {token}. In GraphiQL, open Headers and enter "
         f'{{"Authorization": "Bearer {token}"}}'
     )
+    exports = _export_lines(run, database_url, redis_url)
+    if exports:
+        run.env_file = _write_env_file(data_dir, exports)
+        _report(
+            "Other shells reach the embedded servers (for `enrolink reconcile`, `token`, `seed` "
+            f"or psql) after `source {run.env_file}`, or after pasting these lines:"
+        )
+        for line in exports:
+            _report(line)
     log.info("dev.started", url=url, data_dir=str(data_dir))
+
+
+def _export_lines(run: DevRun, database_url: str, redis_url: str) -> list[str]:
+    """Return shell lines that set the URLs of the embedded servers this run started."""
+    lines = []
+    if run.postgres is not None:
+        # The URL without SQLAlchemy's driver name, which the settings, asyncpg and psql take.
+        plain_url = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        lines.append(f"export {ENV_PREFIX}DATABASE_URL={shlex.quote(plain_url)}")
+    if run.redis is not None:
+        lines.append(f"export {ENV_PREFIX}REDIS_URL={shlex.quote(redis_url)}")
+    return lines
+
+
+def _write_env_file(data_dir: Path, exports: list[str]) -> Path:
+    path = data_dir / DEV_ENV_FILE_NAME
+    header = (
+        f"# The embedded servers of the `enrolink dev` run with pid {os.getpid()}; the run "
+        "removes this file when it stops.\n"
+    )
+    path.write_text(header + "\n".join(exports) + "\n")
+    return path
 
 
 def load_demo_data(database_url: str) -> None:
@@ -416,6 +452,8 @@ def _supervise(run: DevRun) -> NoReturn:
 
 def _stop_everything(run: DevRun) -> None:
     """Stop the children, then Redis, then PostgreSQL, logging a step that fails and going on."""
+    if run.env_file is not None:
+        run.env_file.unlink(missing_ok=True)
     _stop_children(run.children)
     if run.redis is not None:
         try:

@@ -13,6 +13,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
 ENV_PREFIX = "ENROLINK_"
+# The file in the data folder where `enrolink dev` writes `export` lines with the URLs of its
+# embedded servers, for other shells to source while it runs.
+DEV_ENV_FILE_NAME = "env"
 
 
 class SettingsError(Exception):
@@ -242,7 +245,8 @@ class Settings(BaseSettings):
             raise SettingsError(
                 f"{ENV_PREFIX}DATABASE_URL is not set. Set it to a PostgreSQL URL such as "
                 "postgresql://user:password@host:5432/enrolink, or run `enrolink dev` to use an "
-                "embedded PostgreSQL."
+                "embedded PostgreSQL; while `enrolink dev` runs, "
+                f"`source {self.data_dir / DEV_ENV_FILE_NAME}` first."
             )
         return self.database_url
 
@@ -250,7 +254,8 @@ class Settings(BaseSettings):
         if self.redis_url is None:
             raise SettingsError(
                 f"{ENV_PREFIX}REDIS_URL is not set. Set it to a Redis URL such as "
-                "redis://host:6379/0, or run `enrolink dev` to use an embedded Redis."
+                "redis://host:6379/0, or run `enrolink dev` to use an embedded Redis; while "
+                f"`enrolink dev` runs, `source {self.data_dir / DEV_ENV_FILE_NAME}` first."
             )
         return self.redis_url
 

@@ -24,6 +24,7 @@ STARTUP_TIMEOUT_SECONDS = 120.0
 STOP_TIMEOUT_SECONDS = 60.0
 MARKER_KEY = "enrolink:dev-smoke-marker"
 TOKEN = re.compile(r"enr_[A-Za-z0-9_-]{43}")
+WALKTHROUGH = Path(__file__).resolve().parents[2] / "docs" / "walkthrough.md"
 
 
 @dataclass
@@ -148,6 +149,28 @@ def graphql_status(port: int, token: str) -> int:
     except urllib.error.HTTPError as error:
         status = error.code
     return status
+
+
+def walkthrough_sql_step(data_dir: Path) -> str:
+    """Return the walkthrough's shell lines for its SQL step, pointed at this run's folders."""
+    block = re.search(r"```sh\n(source \.enrolink/env\n.*?)```", WALKTHROUGH.read_text(), re.DOTALL)
+    assert block is not None, "docs/walkthrough.md has no shell block that sources .enrolink/env"
+    return block.group(1).replace(".enrolink/", f"{data_dir}/").replace(".venv/", f"{sys.prefix}/")
+
+
+def run_shell(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in bash, as a developer's other shell without ENROLINK_ settings."""
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("ENROLINK_")
+    }
+    return subprocess.run(
+        ["bash", "-c", script],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT_SECONDS,
+    )
 
 
 def stop_dev(dev: DevProcess) -> int:
@@ -348,3 +371,45 @@ def test_dev_stops_when_embedded_redis_dies(tmp_path: Path) -> None:
     assert f"The embedded Redis (pid {redis_pid}) stopped while enrolink dev was running." in output
     assert [pid for pid in started if is_running(pid)] == [], output
     assert processes_using(data_dir) == [], output
+
+
+def test_dev_env_file_reaches_servers(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env_file = data_dir / "env"
+    port = free_port()
+
+    dev = start_dev(data_dir, port, tmp_path / "dev.log")
+    started: list[int] = []
+    try:
+        wait_for_healthz(dev, port)
+        wait_for_output(dev, "after pasting these lines")
+        started = started_pids(dev, data_dir)
+        env_lines = env_file.read_text().splitlines()
+
+        # The walkthrough's SQL step deletes an enrolment behind the API's back, and the
+        # reconciler, run from the command line, closes the link that leaves orphaned.
+        psql = run_shell(walkthrough_sql_step(data_dir), cwd=tmp_path)
+        reconcile = run_shell(
+            f"source {env_file} && {sys.executable} -m enrolink reconcile", tmp_path
+        )
+
+        status = stop_dev(dev)
+    finally:
+        kill_leftovers(dev, started)
+
+    output = dev.text()
+    exports = [line for line in output.splitlines() if line.startswith("export ENROLINK_")]
+    assert [line.partition("=")[0] for line in exports] == [
+        "export ENROLINK_DATABASE_URL",
+        "export ENROLINK_REDIS_URL",
+    ], output
+    assert "export ENROLINK_DATABASE_URL='postgresql://postgres@/enrolink?host=" in output
+    assert f"after `source {env_file}`" in output
+    for line in exports:
+        assert line in env_lines
+    assert psql.returncode == 0, psql.stderr
+    assert psql.stdout.strip() == "UPDATE 1"
+    assert reconcile.returncode == 0, reconcile.stderr
+    assert "ENROLMENT_DELETED: found 1, repaired 1" in reconcile.stdout
+    assert status == 0, output
+    assert not env_file.exists()

@@ -77,6 +77,29 @@ def test_cli_missing_database_url_exits_2(
     assert "ENROLINK_DATABASE_URL is not set" in error
 
 
+@pytest.mark.parametrize(
+    ("command", "missing"),
+    [("reconcile", "DATABASE_URL"), ("seed", "DATABASE_URL"), ("reconcile", "REDIS_URL")],
+)
+def test_cli_missing_url_points_to_dev_env(
+    command: str,
+    missing: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ENROLINK_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/enrolink")
+    monkeypatch.setenv("ENROLINK_REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.delenv(f"ENROLINK_{missing}")
+    monkeypatch.setenv("ENROLINK_DATA_DIR", "/srv/enrolink-data")
+
+    status = main([command])
+
+    error = capsys.readouterr().err
+    assert status == 2
+    assert f"ENROLINK_{missing} is not set" in error
+    assert "while `enrolink dev` runs, `source /srv/enrolink-data/env` first." in error
+
+
 def test_cli_subprocess_malformed_port_exits_2() -> None:
     environment = {**os.environ, "ENROLINK_HTTP_PORT": "abc"}
 
