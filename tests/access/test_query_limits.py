@@ -167,8 +167,8 @@ async def test_cost_over_limit_rejected(graphql: GraphQLClient) -> None:
     error = await _rejected(graphql, COSTLY)
 
     assert error["extensions"]["limit"] == "maxQueryCost"
-    assert error["extensions"]["maximum"] == 200_000
-    assert "the maximum is 200,000" in error["message"]
+    assert error["extensions"]["maximum"] == 500_000
+    assert "the maximum is 500,000" in error["message"]
     await _still_serving(graphql)
 
 
