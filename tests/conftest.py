@@ -134,3 +134,25 @@ async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterat
             yield session
         finally:
             await session.rollback()
+
+
+def delete_queue_keys(redis_url: str, queue_names: list[str]) -> None:
+    """Delete the Redis keys Celery made for a test's queues (the queue and its bindings).
+
+    Each test uses queues with a unique suffix, so this removes only its own keys.
+    """
+    import redis
+
+    url = (
+        "unix://" + redis_url.removeprefix("redis+socket://")
+        if redis_url.startswith("redis+socket://")
+        else redis_url
+    )
+    client = redis.Redis.from_url(url)
+    try:
+        for name in queue_names:
+            keys = list(client.scan_iter(match=f"*{name}*", count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()

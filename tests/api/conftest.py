@@ -23,6 +23,7 @@ from enrolink.app import create_app
 from enrolink.settings import Settings, load_settings
 from models.enums import TokenRole
 from models.tokens import AUTHENTICATION_OPTION, create_token
+from tests.conftest import delete_queue_keys
 
 # Seconds to wait for the live server to start or stop, and for one request to it.
 LIVE_SERVER_START_SECONDS = 10.0
@@ -30,15 +31,18 @@ LIVE_SERVER_REQUEST_SECONDS = 30.0
 
 
 @pytest.fixture
-def app_settings(database_url: str, redis_url: str) -> Settings:
+def app_settings(database_url: str, redis_url: str) -> Iterator[Settings]:
     suffix = uuid.uuid4().hex[:8]
-    return load_settings(
+    settings = load_settings(
         environment="development",
         database_url=database_url,
         redis_url=redis_url,
         roll_up_queue=f"roll_up_{suffix}",
         reconcile_queue=f"reconcile_{suffix}",
     )
+    yield settings
+    # The app publishes roll-ups to these queues after each commit; no worker consumes them here.
+    delete_queue_keys(redis_url, [settings.roll_up_queue, settings.reconcile_queue])
 
 
 @dataclass

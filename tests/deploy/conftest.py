@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
@@ -15,6 +15,7 @@ from enrolink.app import create_app
 from enrolink.settings import Settings, load_settings
 from models.enums import TokenRole
 from models.tokens import create_token
+from tests.conftest import delete_queue_keys
 
 
 def closed_port() -> int:
@@ -30,15 +31,17 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-def app_settings(database_url: str, redis_url: str) -> Settings:
+def app_settings(database_url: str, redis_url: str) -> Iterator[Settings]:
     suffix = uuid.uuid4().hex[:8]
-    return load_settings(
+    settings = load_settings(
         environment="development",
         database_url=database_url,
         redis_url=redis_url,
         roll_up_queue=f"roll_up_{suffix}",
         reconcile_queue=f"reconcile_{suffix}",
     )
+    yield settings
+    delete_queue_keys(redis_url, [settings.roll_up_queue, settings.reconcile_queue])
 
 
 class AppClient(Protocol):

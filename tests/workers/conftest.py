@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from enrolink.settings import Settings, load_settings
 from models.db import create_engine, create_sessionmaker
+from tests.conftest import delete_queue_keys
 from workers.celery_app import EnrolinkCelery, create_celery_app
 
 # Bounds of the waits below, on a 2-core machine: a worker is ready in about 2 s, so 30 s
@@ -226,6 +227,10 @@ class WorkerStack:
             process.stop()
         for app in self.apps:
             app.close()
+        delete_queue_keys(
+            self.redis_url,
+            [self.overrides["ENROLINK_ROLL_UP_QUEUE"], self.overrides["ENROLINK_RECONCILE_QUEUE"]],
+        )
 
 
 @pytest.fixture
