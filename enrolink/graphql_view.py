@@ -76,8 +76,16 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
             )
             # Leaving the session block without a commit rolls the transaction back, also when
             # the client disconnects and the request is cancelled, so no connection leaks.
-            with compiled_reads(state.settings.compiled_reads):
-                return await super().run(request, context=request_context, root_value=root_value)
+            try:
+                with compiled_reads(state.settings.compiled_reads):
+                    return await super().run(
+                        request, context=request_context, root_value=root_value
+                    )
+            finally:
+                # A field cancelled because a sibling failed finishes its statement under the
+                # lock (see schema.context.run_to_completion); wait for it before the rollback.
+                async with request_context.lock:
+                    pass
 
     def encode_json(self, data: object) -> str | bytes:
         """Encode a response; compiled ``data`` is spliced in as the bytes PostgreSQL built."""

@@ -23,6 +23,23 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 
+async def run_to_completion(awaitable: Awaitable[T]) -> T:
+    """Await a database call to its end even if the caller is cancelled meanwhile.
+
+    When a field fails, graphql-core cancels its sibling fields. A sibling cancelled while it
+    checks out a connection or waits for rows leaves the connection in the middle of a
+    statement. The request's rollback then fails on it, so the client gets a bare 500, or an
+    unclosed connection is left for the garbage collector. Here the call finishes first,
+    under the session lock, and the cancellation is raised after it.
+    """
+    task = asyncio.ensure_future(awaitable)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        raise
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who sends the request: a staff member or a partner bound to one partner organisation."""
@@ -64,11 +81,12 @@ class Context:
 
     async def scalars(self, statement: Executable) -> Sequence[Any]:
         async with self.lock:
-            return (await self.session.execute(statement)).scalars().all()
+            result = await run_to_completion(self.session.execute(statement))
+            return result.scalars().all()
 
     async def rows(self, statement: Select[*Ts]) -> Sequence[Row[*Ts]]:
         async with self.lock:
-            return (await self.session.execute(statement)).all()
+            return (await run_to_completion(self.session.execute(statement))).all()
 
     def page_size(self, first: int | None) -> int:
         """Return the page size for a connection's ``first`` argument, or raise INVALID_INPUT."""
