@@ -25,6 +25,7 @@ from models.enrolment_locks import (
 from models.enums import EnrolmentStatus, OccurrenceKind
 from models.errors import DomainError, ErrorCode
 from models.outbox import request_roll_up
+from models.references import with_article
 from models.tables import Client, Enrolment, EnrolmentLink, Occurrence, OccurrenceUnit, Unit
 from models.validation import clean_optional_text
 
@@ -137,8 +138,8 @@ async def _check_link_rules(
         if side.occurrence.kind is not expected:
             raise DomainError(
                 ErrorCode.WRONG_OCCURRENCE_KIND,
-                f"{field} names {side.label}, which is in a {side.occurrence.kind} occurrence; "
-                f"it must be an enrolment in a {expected} occurrence.",
+                f"{field} names {side.label}, which is in {with_article(side.occurrence.kind)} "
+                f"occurrence; it must be an enrolment in {with_article(expected)} occurrence.",
                 field=field,
             )
 
@@ -308,8 +309,8 @@ async def unlink_enrolments(
         hint = ""
         if session_side.occurrence.kind is not OccurrenceKind.SESSION:
             hint = (
-                f" It is in a {session_side.occurrence.kind} occurrence; links are closed from "
-                "their session enrolment."
+                f" It is in {with_article(session_side.occurrence.kind)} occurrence; links are "
+                "closed from their session enrolment."
             )
         raise DomainError(
             ErrorCode.NOT_LINKED,

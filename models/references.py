@@ -9,6 +9,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.tables import Client, Enrolment, Occurrence
 
+# Words that start with a vowel letter but a consonant sound, so they take "a": "a Unit".
+_CONSONANT_SOUND_PREFIXES = ("uni", "usa", "use", "usi", "usu", "uti", "eu", "one")
+
+
+def with_article(name: str) -> str:
+    """Return the name with its indefinite article, e.g. ``an ADMINISTRATIVE`` or ``a Unit``.
+
+    Messages interpolate kinds and type names, so the article must follow the name's first
+    sound. The rule goes by the first letter, with the "you" and "wun" sounds above as exceptions.
+    """
+    lowered = name.lower()
+    starts_with_vowel_sound = lowered[:1] in set("aeiou") and not lowered.startswith(
+        _CONSONANT_SOUND_PREFIXES
+    )
+    return f"{'an' if starts_with_vowel_sound else 'a'} {name}"
+
 
 def global_id(type_name: str, pk: int) -> str:
     """Return the opaque id the GraphQL API shows for a row: base64 of ``<TypeName>:<pk>``.

@@ -308,8 +308,8 @@ def _resolve_dates(
         if not enrolment.start_date <= value <= enrolment.end_date:
             raise DomainError(
                 ErrorCode.DATES_OUTSIDE_ENROLMENT,
-                f"{source} is outside the dates of {target.label}, {allowed}; give a "
-                f"{field} in that range.",
+                f"{source} is outside the dates of {target.label}, {allowed}; give {field} a "
+                "date in that range.",
                 field=field,
             )
     if start > end:

@@ -6,6 +6,7 @@ import base64
 import binascii
 
 from models.errors import DomainError, ErrorCode
+from models.references import with_article
 
 
 def encode_id(type_name: str, pk: int) -> str:
@@ -36,14 +37,16 @@ def decode_id(global_id: str, type_name: str, *, field: str) -> int:
     if parts is None:
         raise DomainError(
             ErrorCode.NOT_FOUND,
-            f"{field} {global_id!r} is not a valid id; use the id field of a {type_name}.",
+            f"{field} {global_id!r} is not a valid id; use the id field of "
+            f"{with_article(type_name)}.",
             field=field,
         )
     actual_type, pk = parts
     if actual_type != type_name:
         raise DomainError(
             ErrorCode.NOT_FOUND,
-            f"{field} {global_id!r} is the id of a {actual_type}, not of a {type_name}.",
+            f"{field} {global_id!r} is the id of {with_article(actual_type)}, not of "
+            f"{with_article(type_name)}; use the id field of {with_article(type_name)}.",
             field=field,
         )
     return pk

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 
-from models.references import global_id
+import pytest
+
+from models.references import global_id, with_article
 from schema.ids import encode_id
 from tests.api.conftest import GraphQLClient
 from tests.catalogue.builders import snapshot
@@ -86,3 +88,41 @@ async def test_global_ids_missing_rows_not_found(graphql: GraphQLClient) -> None
 def test_global_ids_match_in_models_and_schema() -> None:
     for type_name, pk in [("Enrolment", 1), ("Occurrence", 77), ("Unit", 2**62)]:
         assert global_id(type_name, pk) == encode_id(type_name, pk), (type_name, pk)
+
+
+async def test_global_id_messages_use_articles(graphql: GraphQLClient) -> None:
+    world = await given_world(graphql)
+    input = world.valid_input("createClass")
+    input["occurrenceId"] = encode_id("Client", 1)
+
+    wrong_type = await send(graphql, "createClass", input)
+    input["occurrenceId"] = "8"
+    malformed = await send(graphql, "createClass", input)
+
+    assert wrong_type["errors"][0]["message"] == (
+        f"occurrenceId {encode_id('Client', 1)!r} is the id of a Client, not of an "
+        "Occurrence; use the id field of an Occurrence."
+    )
+    assert malformed["errors"][0]["message"] == (
+        "occurrenceId '8' is not a valid id; use the id field of an Occurrence."
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("ADMINISTRATIVE", "an ADMINISTRATIVE"),
+        ("SESSION", "a SESSION"),
+        ("STANDARD", "a STANDARD"),
+        ("Enrolment", "an Enrolment"),
+        ("EnrolmentLink", "an EnrolmentLink"),
+        ("Occurrence", "an Occurrence"),
+        ("Attendance", "an Attendance"),
+        ("Unit", "a Unit"),
+        ("USI", "a USI"),
+        ("Client", "a Client"),
+        ("ReconciliationRun", "a ReconciliationRun"),
+    ],
+)
+def test_with_article_follows_sound(name: str, expected: str) -> None:
+    assert with_article(name) == expected

@@ -177,6 +177,31 @@ async def test_link_enrolments_rejects_wrong_kinds(
     assert await database_rows(sessionmaker) == before
 
 
+async def test_link_enrolments_wrong_kind_articles(
+    graphql: GraphQLClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with committed(sessionmaker) as session:
+        qualification = await create_qualification(session)
+        learner = await create_learner(session, qualification, linked_sessions=0)
+        first_session = await enrol(session, learner.client, qualification.sessions[0])
+        second_session = await enrol(session, learner.client, qualification.sessions[1])
+
+    sessions_only = await graphql.data(LINK, _link_input(second_session.id, first_session.id))
+    administrative_twice = await graphql.data(
+        LINK, _link_input(learner.administrative.id, learner.administrative.id)
+    )
+    unlink_administrative = await graphql.data(UNLINK, _unlink_input(learner.administrative.id))
+
+    first_message = sessions_only["linkEnrolments"]["errors"][0]["message"]
+    assert "which is in a SESSION occurrence" in first_message
+    assert "it must be an enrolment in an ADMINISTRATIVE occurrence" in first_message
+    second_message = administrative_twice["linkEnrolments"]["errors"][0]["message"]
+    assert "which is in an ADMINISTRATIVE occurrence" in second_message
+    assert "it must be an enrolment in a SESSION occurrence" in second_message
+    unlink_message = unlink_administrative["unlinkEnrolments"]["errors"][0]["message"]
+    assert "It is in an ADMINISTRATIVE occurrence" in unlink_message
+
+
 async def test_link_enrolments_rejects_inactive_enrolments(
     graphql: GraphQLClient, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
