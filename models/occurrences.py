@@ -293,11 +293,16 @@ async def _reject_recorded_outcomes(
             EnrolledUnit.outcome.is_not(None),
         )
     )
-    count = await session.scalar(select(func.count()).select_from(recorded.subquery()))
-    if not count:
+    # One statement, so the count and the example come from one snapshot. Read apart, a
+    # roll-up that commits in between can clear the only outcome and leave no example.
+    first = (
+        await session.execute(
+            recorded.add_columns(func.count().over()).order_by(EnrolledUnit.enrolment_id).limit(1)
+        )
+    ).first()
+    if first is None:
         return
-    example_id = await session.scalar(recorded.order_by(EnrolledUnit.enrolment_id).limit(1))
-    assert example_id is not None
+    example_id, count = first
     example = await describe_enrolment(session, example_id)
     enrolments = "enrolment has" if count == 1 else "enrolments have"
     raise DomainError(
