@@ -306,14 +306,34 @@ class FuzzReport:
     statuses: dict[int, int] = field(default_factory=dict)
     rejected: int = 0
     """Responses with top-level errors (invalid documents, limits, bad arguments)."""
+    accepted: dict[str, int] = field(default_factory=dict)
+    """Mutations that changed something (a payload with no user errors), by operation."""
     failures: list[FuzzFailure] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> str:
         return (
             f"{self.operations} operations in {self.seconds:.0f} s, statuses {self.statuses}, "
-            f"{self.rejected} with top-level errors, {len(self.failures)} failures"
+            f"{self.rejected} with top-level errors, {sum(self.accepted.values())} accepted "
+            f"mutations {self.accepted}, {len(self.failures)} failures"
         )
+
+
+def _accepted_mutation(body: Any) -> bool:
+    """Return True for a mutation response whose payload shows that the mutation succeeded.
+
+    That is an empty ``errors`` list, or, when the document did not select ``errors``, a
+    payload field that is not null.
+    """
+    if not isinstance(body, dict) or body.get("errors") or not isinstance(body.get("data"), dict):
+        return False
+    payloads = list(body["data"].values())
+    if len(payloads) != 1 or not isinstance(payloads[0], dict):
+        return False
+    payload = payloads[0]
+    if "errors" in payload:
+        return bool(payload["errors"] == [])
+    return any(value is not None for value in payload.values())
 
 
 def _operation_settings(examples: int, seed_value: int) -> Callable[[Any], Any]:
@@ -368,6 +388,7 @@ def fuzz(
                     _fuzz_operation(
                         operation, mode, examples, seed_for, hooks, http, headers, report
                     )
+            report.seconds = time.monotonic() - started
             log(f"fuzz round {round_number + 1}: {report.summary()}")
             if report.operations >= operations:
                 break
@@ -406,15 +427,19 @@ def _fuzz_operation(
         report.operations += 1
         report.statuses[response.status_code] = report.statuses.get(response.status_code, 0) + 1
         try:
-            if response.json().get("errors"):
-                report.rejected += 1
+            body = response.json()
         except ValueError:
-            pass
+            body = None
+        if isinstance(body, dict) and body.get("errors"):
+            report.rejected += 1
+        if operation.label.startswith("Mutation.") and _accepted_mutation(body):
+            report.accepted[operation.label] = report.accepted.get(operation.label, 0) + 1
         case.validate_response(response, checks=[no_server_fault], headers=headers)
 
     try:
         send()
-    except Exception as error:
+    except (Exception, BaseExceptionGroup) as error:
+        # schemathesis reports failed checks as a FailureGroup, a BaseExceptionGroup.
         report.failures.append(FuzzFailure(operation.label, mode.value, str(error)[:4000]))
 
 

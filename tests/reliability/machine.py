@@ -14,6 +14,7 @@ starts by emptying the domain tables.
 
 from __future__ import annotations
 
+import copy
 import functools
 import time
 from collections.abc import Callable
@@ -26,7 +27,6 @@ from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
-    initialize,
     precondition,
     rule,
     run_state_machine_as_test,
@@ -112,6 +112,13 @@ DOMAIN_TABLES = [
     "reconciliation_runs",
 ]
 
+# The tables the start is saved from, children first; the rest of DOMAIN_TABLES starts empty.
+START_TABLES = [
+    table
+    for table in DOMAIN_TABLES
+    if table not in ("outbox", "reconciliation_counts", "reconciliation_runs")
+]
+
 _PENDING_OUTBOX = "SELECT count(*) FROM outbox WHERE processed_at IS NULL"
 _FAILED_OUTBOX = "SELECT id, task_name, last_error FROM outbox WHERE last_error IS NOT NULL"
 _ACTIVE_LINKS = "SELECT session_enrolment_id, administrative_enrolment_id FROM enrolment_links " \
@@ -123,6 +130,11 @@ _RESULTS = """
 SELECT id, enrolment_id, unit_id, outcome, start_date, end_date, recorded_at,
        source_enrolled_unit_id
 FROM enrolled_units
+"""
+_OUTCOMES_FOR_UNIT = """
+SELECT count(*) FROM enrolled_units AS eu JOIN enrolments AS e ON e.id = eu.enrolment_id
+WHERE e.occurrence_id = %s AND eu.unit_id = %s AND e.deleted_at IS NULL
+  AND eu.outcome IS NOT NULL
 """
 _PENDING_ROLL_UPS = """
 SELECT e.id FROM enrolments AS e JOIN occurrences AS o ON o.id = e.occurrence_id
@@ -154,6 +166,7 @@ class Environment:
     drain_timeout_seconds: float = 30.0
     stats: Stats = field(default_factory=Stats)
     connection: Any = None
+    start: Start | None = None
 
     def db(self) -> Any:
         if self.connection is None or self.connection.closed:
@@ -171,6 +184,26 @@ class Environment:
             cursor.execute("BEGIN")
             for table in DOMAIN_TABLES:
                 cursor.execute(f"DELETE FROM {table}")
+            cursor.execute("COMMIT")
+
+    def save_start(self) -> None:
+        """Copy the domain tables aside, so later sequences start from them in one transaction.
+
+        Restoring takes about 20 ms where building the start through the API takes about 20
+        requests. The outbox and the reconciliation runs start empty every time.
+        """
+        with self.db().cursor() as cursor:
+            for table in START_TABLES:
+                cursor.execute(f"DROP TABLE IF EXISTS start_{table}")
+                cursor.execute(f"CREATE TABLE start_{table} AS TABLE {table}")
+
+    def restore_start(self) -> None:
+        with self.db().cursor() as cursor:
+            cursor.execute("BEGIN")
+            for table in DOMAIN_TABLES:
+                cursor.execute(f"DELETE FROM {table}")
+            for table in reversed(START_TABLES):
+                cursor.execute(f"INSERT INTO {table} SELECT * FROM start_{table}")
             cursor.execute("COMMIT")
 
     def drain(self) -> None:
@@ -217,15 +250,25 @@ def step(function: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@dataclass
+class Start:
+    """The world every sequence starts from, built once through the API and kept in SQL."""
+
+    world: World
+    unit_gids: dict[int, str]
+    client_gids: dict[int, str]
+    programme: str
+
+
 class RollUpMachine(RuleBasedStateMachine):
     environment: ClassVar[Environment]
-    serial: ClassVar[int] = 0
+    world: World
+    unit_gids: dict[int, str]
+    client_gids: dict[int, str]
+    programme: str
 
     def __init__(self) -> None:
         super().__init__()
-        self.world = World()
-        self.unit_gids: dict[int, str] = {}
-        self.client_gids: dict[int, str] = {}
         self.step_failed = False
         env = self.environment
         env.stats.sequences += 1
@@ -234,7 +277,25 @@ class RollUpMachine(RuleBasedStateMachine):
             env.drain()
         except AssertionError:
             pass
-        env.reset()
+        if env.start is None:
+            env.reset()
+            self.world = World()
+            self.unit_gids = {}
+            self.client_gids = {}
+            self.build_start()
+            env.drain()
+            env.save_start()
+            env.start = Start(
+                copy.deepcopy(self.world), dict(self.unit_gids), dict(self.client_gids),
+                self.programme,
+            )  # fmt: skip
+        else:
+            env.restore_start()
+            start = copy.deepcopy(env.start)
+            self.world = start.world
+            self.unit_gids = start.unit_gids
+            self.client_gids = start.client_gids
+            self.programme = start.programme
 
     # -----------------------------------------------------------------------------------------
     # Calls
@@ -258,23 +319,20 @@ class RollUpMachine(RuleBasedStateMachine):
             assert codes == [code], f"{description}: expected {code}, got {payload['errors']}"
 
     # -----------------------------------------------------------------------------------------
-    # Set-up: five units, a programme, occurrences of both kinds, two clients
+    # The start: five units, a programme, occurrences of both kinds, two clients
 
-    @initialize()
-    def catalogue(self) -> None:
-        RollUpMachine.serial += 1
-        prefix = f"M{RollUpMachine.serial % 100000}"
+    def build_start(self) -> None:
         client = self.environment.client
         for number in range(1, UNIT_COUNT + 1):
             gid = client.create(
-                CREATE_UNIT, {"code": f"{prefix}U{number}", "title": f"Unit {number}"}, "unit"
+                CREATE_UNIT, {"code": f"MU{number}", "title": f"Unit {number}"}, "unit"
             )
             self.unit_gids[pk(gid)] = gid
             self.world.unit_ids.append(pk(gid))
         self.programme = client.create(
             CREATE_PROGRAMME,
             {
-                "code": f"{prefix}P",
+                "code": "MP",
                 "name": "Qualification",
                 "unitIds": list(self.unit_gids.values()),
             },
@@ -289,18 +347,36 @@ class RollUpMachine(RuleBasedStateMachine):
         self._create_occurrence("SESSION", WINDOWS[5], units[:1])
         for _ in range(2):
             self._create_client()
-        # Each client starts in the year-long administrative occurrence and one linked session,
-        # so that every sequence has results to roll up from its first step.
-        # Sessions 3 and 4 share a unit, so their results compete for it in the roll-up.
+        # Both clients start in the year-long administrative occurrence and in linked sessions
+        # with results, so every sequence has roll-ups to change from its first step. Sessions
+        # 3 and 4 share unit 2, so their results compete for it; session 5 has unit 5, which
+        # the administrative occurrence lacks.
         first, second = self.world.client_ids
         self._enrol(first, 1)
         self._enrol(second, 1)
-        self._enrol(first, 3, link=True)
-        self._enrol(first, 4, link=True)
-        self._enrol(second, 4, link=True)
-        self._enrol(second, 5, link=True)
+        first_s3 = self._enrol(first, 3, link=True)
+        first_s4 = self._enrol(first, 4, link=True)
+        second_s4 = self._enrol(second, 4, link=True)
+        second_s5 = self._enrol(second, 5, link=True)
+        for enrolment, unit_number, outcome in (
+            (first_s3, 1, "COMPETENCY_ACHIEVED"),
+            (first_s3, 2, "COMPETENCY_ACHIEVED"),
+            (first_s4, 2, "CONTINUING"),
+            (first_s4, 3, "NOT_YET_STARTED"),
+            (second_s4, 2, "RPL_GRANTED"),
+            (second_s5, 4, "CONTINUING"),
+            (second_s5, 5, "COMPETENCY_ACHIEVED"),
+        ):
+            variables = {
+                "enrolmentId": enrolment.gid,
+                "unitId": self.unit_gids[units[unit_number - 1]],
+                "outcome": outcome,
+            }
+            self.expect(self.mutate(RECORD_RESULT, {"input": variables}), None, f"{variables}")
 
-    def _enrol(self, client_id: int, occurrence_number: int, *, link: bool = False) -> None:
+    def _enrol(
+        self, client_id: int, occurrence_number: int, *, link: bool = False
+    ) -> ModelEnrolment:
         occurrence = list(self.world.occurrences.values())[occurrence_number - 1]
         variables = {
             "clientId": self.client_gids[client_id],
@@ -309,7 +385,7 @@ class RollUpMachine(RuleBasedStateMachine):
         }
         payload = self.mutate(ENROL_CLIENT, {"input": variables})
         self.expect(payload, None, f"enrol {variables}")
-        self._add_enrolment(payload, client_id, occurrence)
+        return self._add_enrolment(payload, client_id, occurrence)
 
     def _add_enrolment(
         self, payload: dict[str, Any], client_id: int, occurrence: ModelOccurrence
@@ -716,20 +792,25 @@ class RollUpMachine(RuleBasedStateMachine):
     def remove_unit(self, data: st.DataObject) -> None:
         occurrence = data.draw(st.sampled_from(list(self.world.occurrences.values())), label="o")
         unit_id = data.draw(st.sampled_from(self.world.unit_ids), label="unit")
+        # Whether an outcome is recorded for the unit depends on withdrawals and roll-ups, which
+        # the model does not follow. Once the roll-ups have run, the database records it, and a
+        # replayed sequence gets the same result.
+        self.environment.drain()
+        has_outcomes = bool(
+            self.environment.query(_OUTCOMES_FOR_UNIT, (occurrence.id, unit_id))[0][0]
+        )
         payload = self.mutate(
             REMOVE_OCCURRENCE_UNIT, {"occurrence": occurrence.gid, "unit": self.unit_gids[unit_id]}
         )
-        codes = [error["code"] for error in payload["errors"]]
+        expected: str | None = None
         if unit_id not in occurrence.units:
-            assert codes == [], payload
-            return
-        if occurrence.units == {unit_id}:
-            assert codes == ["INVALID_INPUT"], payload
-            return
-        # Whether an outcome is recorded for the unit depends on withdrawals and on roll-ups
-        # that may still be running, which the model does not follow.
-        assert codes in ([], ["UNIT_HAS_RESULTS"]), payload
-        if not codes:
+            expected = None
+        elif occurrence.units == {unit_id}:
+            expected = "INVALID_INPUT"
+        elif has_outcomes:
+            expected = "UNIT_HAS_RESULTS"
+        self.expect(payload, expected, f"remove unit {unit_id} from {occurrence.id}")
+        if expected is None and unit_id in occurrence.units:
             occurrence.units.discard(unit_id)
             self.world.close_links_without_shared_units(occurrence.id)
 
