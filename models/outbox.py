@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from models.tables import Enrolment, EnrolmentLink, OutboxMessage
 
@@ -46,9 +47,20 @@ async def request_roll_up(
     ids = sorted(set(administrative_enrolment_ids))
     if not ids:
         return None
+    # An UPDATE locks rows in the order its plan reads them, which for a sequential scan is
+    # the order they are stored in. The sub-select locks them in id order first, as the roll-up
+    # task does, so a request and a roll-up sharing enrolments queue instead of deadlocking.
+    # FOR NO KEY UPDATE is the lock the UPDATE takes anyway, so foreign-key checks still pass.
+    locked = aliased(Enrolment)
+    in_id_order = (
+        select(locked.id)
+        .where(locked.id.in_(ids))
+        .order_by(locked.id)
+        .with_for_update(key_share=True)
+    )
     await session.execute(
         update(Enrolment)
-        .where(Enrolment.id.in_(ids))
+        .where(Enrolment.id.in_(in_id_order))
         .values(roll_up_version=Enrolment.roll_up_version + 1)
         .execution_options(synchronize_session=False)
     )
