@@ -362,7 +362,9 @@ async def _lock_enrolled_units(
     """Lock the enrolled units of ``unit_id`` that are still units of their enrolment's occurrence.
 
     The lock keeps two concurrent recordings of one unit in order, so each one's history row
-    holds the value the other wrote.
+    holds the value the other wrote. It is FOR NO KEY UPDATE, not FOR UPDATE, because a roll-up
+    that points an administrative result at this row checks the foreign key with FOR KEY SHARE
+    while holding the administrative enrolment that this recording waits for next.
     """
     ids = sorted(set(enrolment_ids))
     if not ids:
@@ -379,7 +381,7 @@ async def _lock_enrolled_units(
         )
         .where(EnrolledUnit.enrolment_id.in_(ids), EnrolledUnit.unit_id == unit_id)
         .order_by(EnrolledUnit.id)
-        .with_for_update(of=EnrolledUnit)
+        .with_for_update(of=EnrolledUnit, key_share=True)
         .execution_options(populate_existing=True)
     )
     return {row.enrolment_id: row for row in rows}

@@ -11,10 +11,12 @@ import asyncio
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from models.enums import Outcome
 from models.outbox import request_roll_up
-from models.roll_up import lock_enrolments
+from models.results import record_result
+from models.roll_up import lock_enrolments, roll_up
 from models.tables import Enrolment
-from tests.workers.builders import Builder
+from tests.workers.builders import Builder, linked_client, minutes, results_by_unit
 from tests.workers.conftest import wait_until
 
 WAIT_SECONDS = 10.0
@@ -93,3 +95,67 @@ async def test_request_locks_enrolments_in_id_order(
             {"ids": [lower, higher]},
         )
         assert list(versions.scalars()) == [1, 1]
+
+
+async def test_roll_up_takes_result_being_rerecorded(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # given: a session result that the administrative enrolment has not rolled up yet
+    async with sessionmaker() as session, session.begin():
+        linked = await linked_client(Builder(session), [[0]])
+        unit_id = linked.catalogue.unit_ids[0]
+        session_enrolment_id = linked.session_enrolment_ids[0]
+        source_id = await Builder(session).record(
+            session_enrolment_id,
+            unit_id,
+            Outcome.COMPETENCY_ACHIEVED.value,
+            recorded_at=minutes(1),
+        )
+    administrative_id = linked.administrative_enrolment_id
+
+    async with (
+        sessionmaker() as task,
+        sessionmaker() as request,
+        sessionmaker() as observer,
+    ):
+        # when: a roll-up task has locked the administrative enrolment
+        await task.execute(text("SET LOCAL lock_timeout = '5s'"))
+        await lock_enrolments(task, [administrative_id])
+        # and: a trainer records the session result again, which waits to request a roll-up
+        pid = await backend_pid(request)
+        recording = asyncio.create_task(
+            record_result(
+                request,
+                enrolment_id=session_enrolment_id,
+                unit_id=unit_id,
+                outcome=Outcome.COMPETENCY_NOT_ACHIEVED,
+                start_date=None,
+                end_date=None,
+                recorded_by="trainer",
+            )
+        )
+        try:
+            await wait_for_lock_wait(observer, pid, "the recording to wait for the task's lock")
+
+            # then: the roll-up points the administrative result at the session result, whose
+            # foreign-key check must not wait for the recording's lock on that row
+            counts = await roll_up(task, [administrative_id])
+            await task.commit()
+            await asyncio.wait_for(recording, WAIT_SECONDS)
+        finally:
+            recording.cancel()
+        await request.commit()
+
+    assert counts.changed == 1
+    async with sessionmaker() as session:
+        rolled_up = (await results_by_unit(session, administrative_id))[unit_id]
+        pending = await session.scalar(
+            text(
+                "SELECT roll_up_version > roll_up_computed_version FROM enrolments WHERE id = :id"
+            ),
+            {"id": administrative_id},
+        )
+    assert rolled_up.source_enrolled_unit_id == source_id
+    assert rolled_up.outcome == Outcome.COMPETENCY_ACHIEVED.value
+    # The recording committed after the roll-up, so its change waits for the next one.
+    assert pending is True
