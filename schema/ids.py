@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Collection
 
 from models.errors import DomainError, ErrorCode
 from models.references import with_article
@@ -50,6 +51,29 @@ def decode_id(global_id: str, type_name: str, *, field: str) -> int:
             field=field,
         )
     return pk
+
+
+def decode_node_id(global_id: str, type_names: Collection[str], *, field: str) -> tuple[str, int]:
+    """Return (type name, primary key) of an id of one of ``type_names``, for ``node(id:)``.
+
+    Raises a NOT_FOUND error for a value that is not an id or names another type.
+    """
+    parts = split_id(global_id)
+    if parts is None:
+        raise DomainError(
+            ErrorCode.NOT_FOUND,
+            f"{field} {global_id!r} is not a valid id; use the id field of an object in a query "
+            "response.",
+            field=field,
+        )
+    if parts[0] not in type_names:
+        raise DomainError(
+            ErrorCode.NOT_FOUND,
+            f"{field} {global_id!r} is an id of type {parts[0]!r}, which the API does not have; "
+            "use the id field of an object in a query response.",
+            field=field,
+        )
+    return parts
 
 
 def encode_cursor(pk: int) -> str:

@@ -10,7 +10,7 @@ from sqlalchemy import Select, or_, select
 from models import tables
 from models.enums import OccurrenceKind as OccurrenceKindEnum
 from schema.access import restrict
-from schema.ids import decode_cursor, encode_cursor, split_id
+from schema.ids import decode_cursor, decode_id, decode_node_id, encode_cursor
 from schema.loaders import Page
 from schema.types import (
     NODE_LOADERS,
@@ -93,25 +93,37 @@ def _search_pattern(search: str) -> str:
 
 
 async def _by_global_id(info: InfoT, global_id: strawberry.ID, type_name: str) -> Any:
-    parts = split_id(global_id)
-    if parts is None or parts[0] != type_name:
-        return None
+    """Load the row an id of ``type_name`` names, or None when there is none the caller may read.
+
+    A malformed id or an id of another type raises NOT_FOUND naming the value. That check reads
+    the id alone, so the error shows nothing about which rows exist. A row outside a partner's
+    scope loads as None, like a missing one.
+    """
+    pk = decode_id(global_id, type_name, field="id")
     loader = getattr(info.context.loaders, NODE_LOADERS[type_name])
-    return await loader.load(parts[1])
+    return await loader.load(pk)
+
+
+# The end of each typed lookup's description: the result for a missing row and a bad id.
+_LOOKUP_RULE = (
+    "null when none has it or the caller may not read it. An id that is malformed or of another "
+    "type is a NOT_FOUND error."
+)
 
 
 @strawberry.type
 class Query:
     @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
-        description="Any object by its global id; null when there is none."
+        description="Any object by its global id; null when none has it or the caller may not "
+        "read it. An id that is malformed or names an unknown type is a NOT_FOUND error."
     )
     async def node(self, info: InfoT, id: strawberry.ID) -> Node | None:
-        parts = split_id(id)
-        if parts is None or parts[0] not in NODE_LOADERS:
-            return None
-        return await _by_global_id(info, id, parts[0])  # type: ignore[no-any-return]
+        type_name, _ = decode_node_id(id, NODE_LOADERS, field="id")
+        return await _by_global_id(info, id, type_name)  # type: ignore[no-any-return]
 
-    @strawberry.field
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
+        description=f"An occurrence by its global id; {_LOOKUP_RULE}"
+    )
     async def occurrence(self, info: InfoT, id: strawberry.ID) -> Occurrence | None:
         return await _by_global_id(info, id, "Occurrence")  # type: ignore[no-any-return]
 
@@ -129,7 +141,9 @@ class Query:
         page = await _page(info, statement, tables.Occurrence, first, after)
         return _connection(OccurrenceConnection, OccurrenceEdge, page)  # type: ignore[no-any-return]
 
-    @strawberry.field
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
+        description=f"A client by its global id; {_LOOKUP_RULE}"
+    )
     async def client(self, info: InfoT, id: strawberry.ID) -> Client | None:
         return await _by_global_id(info, id, "Client")  # type: ignore[no-any-return]
 
@@ -158,7 +172,9 @@ class Query:
         page = await _page(info, statement, tables.Client, first, after)
         return _connection(ClientConnection, ClientEdge, page)  # type: ignore[no-any-return]
 
-    @strawberry.field
+    @strawberry.field(  # type: ignore[untyped-decorator]  # field(...) without a resolver returns Any
+        description=f"An enrolment by its global id; {_LOOKUP_RULE}"
+    )
     async def enrolment(self, info: InfoT, id: strawberry.ID) -> Enrolment | None:
         return await _by_global_id(info, id, "Enrolment")  # type: ignore[no-any-return]
 

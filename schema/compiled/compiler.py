@@ -34,11 +34,15 @@ if TYPE_CHECKING:
     from schema.context import Context
 
 
-def _node_type(value: Any, _context: Context) -> str | None:
-    """Return the type named in a global id, None where Query.node returns null."""
+def _node_type(value: Any, _context: Context) -> str:
+    """Return the type named in a global id.
+
+    A malformed id or an unknown type falls back to the resolvers, which raise the NOT_FOUND
+    error for it.
+    """
     parts = split_id(value)
     if parts is None or parts[0] not in NODE_LOADERS:
-        return None
+        raise Fallback(value)
     if parts[0] not in NODE_TABLES:
         raise Fallback(parts[0])
     return parts[0]

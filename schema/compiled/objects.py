@@ -57,10 +57,17 @@ def _text(value: Any, _context: Context) -> str | None:
     return None if value is None else str(value)
 
 
-def _key_of(type_name: str) -> Callable[[Any, Context], int | None]:
-    def convert(value: Any, _context: Context) -> int | None:
+def _key_of(type_name: str) -> Callable[[Any, Context], int]:
+    """Build a converter of an id of ``type_name`` to its key.
+
+    Any other value falls back to the resolvers, which raise the NOT_FOUND error for it.
+    """
+
+    def convert(value: Any, _context: Context) -> int:
         parts = split_id(value)
-        return parts[1] if parts is not None and parts[0] == type_name else None
+        if parts is None or parts[0] != type_name:
+            raise Fallback(value)
+        return parts[1]
 
     return convert
 

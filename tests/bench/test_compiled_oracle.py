@@ -250,12 +250,20 @@ async def test_client_matches_resolvers(compiled: App, resolvers: App, client: i
         encode_id("Payment", 1),
         encode_id("Class", 1),
         encode_id("ReconciliationRun", 2),
-        encode_id("Nothing", 1),
-        "not an id",
+        encode_id("Unit", 999_999),
     ],
 )
 async def test_node_matches_resolvers(compiled: App, resolvers: App, node_id: str) -> None:
     await _same(compiled, resolvers, NODE, {"id": node_id})
+
+
+@pytest.mark.parametrize("node_id", [encode_id("Nothing", 1), "not an id"])
+async def test_node_errors_match_resolvers(compiled: App, resolvers: App, node_id: str) -> None:
+    expected = await resolvers.post(NODE, {"id": node_id})
+    actual = await compiled.post(NODE, {"id": node_id})
+
+    assert [error["extensions"]["code"] for error in expected["errors"]] == ["NOT_FOUND"]
+    assert actual == expected
 
 
 @pytest.mark.parametrize(
@@ -296,15 +304,37 @@ async def test_named_operation_matches_resolvers(
 
 async def test_missing_objects_are_null(compiled: App, resolvers: App) -> None:
     document = """
+    query ($occurrence: ID!, $enrolment: ID!, $client: ID!) {
+      occurrence(id: $occurrence) { code }
+      enrolment(id: $enrolment) { id }
+      client(id: $client) { id }
+    }
+    """
+    variables = {
+        "occurrence": encode_id("Occurrence", 999_999),
+        "enrolment": encode_id("Enrolment", 999_999),
+        "client": encode_id("Client", 999_999),
+    }
+    data = await _same(compiled, resolvers, document, variables)
+
+    assert data["data"] == {"occurrence": None, "enrolment": None, "client": None}
+
+
+async def test_bad_ids_error_as_resolvers(compiled: App, resolvers: App) -> None:
+    document = """
     query ($unit: ID!) {
       occurrence(id: "garbage") { code }
       enrolment(id: $unit) { id }
       client(id: $unit) { id }
     }
     """
-    data = await _same(compiled, resolvers, document, {"unit": encode_id("Unit", 1)})
+    variables = {"unit": encode_id("Unit", 1)}
+    expected = await resolvers.post(document, variables)
+    actual = await compiled.post(document, variables)
 
-    assert data["data"] == {"occurrence": None, "enrolment": None, "client": None}
+    assert expected["data"] == {"occurrence": None, "enrolment": None, "client": None}
+    assert [error["extensions"]["code"] for error in expected["errors"]] == ["NOT_FOUND"] * 3
+    assert actual == expected
 
 
 @pytest.mark.parametrize(("document", "variables"), FALLBACKS)

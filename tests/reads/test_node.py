@@ -1,7 +1,9 @@
-"""node(id:) returns every Node type by its global id, and null for ids that name nothing."""
+"""node(id:) and the typed lookups: a row by its global id, null for a well-formed id that
+names nothing, and a NOT_FOUND error for a malformed id or one of the wrong type."""
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -96,12 +98,92 @@ async def test_node_returns_null_for_unknown_ids(
 ) -> None:
     ids = await _one_row_of_each_type(sessionmaker)
 
-    for unknown in (
-        gid("Enrolment", ids["Enrolment"] + 10_000),
-        gid("Nonsense", ids["Enrolment"]),
-        "not an id",
-        "",
-    ):
+    for type_name, pk in ids.items():
+        unknown = gid(type_name, pk + 10_000)
+
         data = await graphql.data(NODE, {"id": unknown})
 
         assert data["node"] is None, unknown
+
+
+async def test_node_rejects_malformed_ids(graphql: GraphQLClient) -> None:
+    for malformed in ("not an id", "", "8", "VW5pdDo", _b64(b"Enrolment:abc")):
+        body = await graphql.execute(NODE, {"id": malformed})
+
+        assert body["data"] == {"node": None}, malformed
+        [error] = body["errors"]
+        assert error["extensions"] == {"code": "NOT_FOUND", "field": "id"}, malformed
+        assert error["message"] == (
+            f"id {malformed!r} is not a valid id; use the id field of an object in a query "
+            "response."
+        )
+
+
+async def test_node_rejects_unknown_types(graphql: GraphQLClient) -> None:
+    unknown_type = gid("Nonsense", 1)
+
+    body = await graphql.execute(NODE, {"id": unknown_type})
+
+    [error] = body["errors"]
+    assert error["extensions"] == {"code": "NOT_FOUND", "field": "id"}
+    assert error["message"] == (
+        f"id {unknown_type!r} is an id of type 'Nonsense', which the API does not have; use the "
+        "id field of an object in a query response."
+    )
+
+
+LOOKUPS = """
+query ($id: ID!) {
+  occurrence(id: $id) { id }
+  client(id: $id) { id }
+  enrolment(id: $id) { id }
+}
+"""
+
+
+async def test_lookups_return_null_for_missing_rows(graphql: GraphQLClient) -> None:
+    for name, type_name in (
+        ("occurrence", "Occurrence"),
+        ("client", "Client"),
+        ("enrolment", "Enrolment"),
+    ):
+        missing = gid(type_name, 999_999)
+
+        body = await graphql.execute(f'{{ {name}(id: "{missing}") {{ id }} }}')
+
+        assert body == {"data": {name: None}}
+
+
+async def test_lookups_reject_malformed_and_wrong_ids(graphql: GraphQLClient) -> None:
+    unit_id = gid("Unit", 1)
+
+    for value in ("8", "not base64!", unit_id):
+        body = await graphql.execute(LOOKUPS, {"id": value})
+
+        assert body["data"] == {"occurrence": None, "client": None, "enrolment": None}
+        errors = {error["path"][0]: error for error in body["errors"]}
+        assert sorted(errors) == ["client", "enrolment", "occurrence"], value
+        for name, article_and_type in (
+            ("occurrence", "an Occurrence"),
+            ("client", "a Client"),
+            ("enrolment", "an Enrolment"),
+        ):
+            error = errors[name]
+            assert error["extensions"] == {"code": "NOT_FOUND", "field": "id"}, (name, value)
+            assert error["message"].startswith(f"id {value!r} "), error["message"]
+            assert error["message"].endswith(f"use the id field of {article_and_type}."), error[
+                "message"
+            ]
+    malformed = await graphql.execute('{ enrolment(id: "8") { id } }')
+    assert malformed["errors"][0]["message"] == (
+        "id '8' is not a valid id; use the id field of an Enrolment."
+    )
+    unit_as_enrolment = await graphql.execute(f'{{ enrolment(id: "{unit_id}") {{ id }} }}')
+    assert unit_as_enrolment["errors"][0]["message"] == (
+        f"id {unit_id!r} is the id of a Unit, not of an Enrolment; use the id field of an "
+        "Enrolment."
+    )
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
