@@ -117,6 +117,7 @@ async def enrol_client(
         session_enrolment_id=enrolment.id,
         linked_by=enrolled_by,
         session_field="occurrenceId",
+        session_is_new=True,
     )
     return Enrolled(enrolment=enrolment, link=linked.link)
 

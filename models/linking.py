@@ -7,10 +7,10 @@ administrative enrolment, whose results are derived from its linked sessions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -25,7 +25,7 @@ from models.enrolment_locks import (
 from models.enums import EnrolmentStatus, OccurrenceKind
 from models.errors import DomainError, ErrorCode
 from models.outbox import request_roll_up
-from models.references import with_article
+from models.references import global_id, with_article
 from models.tables import Client, Enrolment, EnrolmentLink, Occurrence, OccurrenceUnit, Unit
 from models.validation import clean_optional_text
 
@@ -63,12 +63,15 @@ async def link_enrolments(
     linked_by: str | None,
     administrative_field: str = "administrativeEnrolmentId",
     session_field: str = "sessionEnrolmentId",
+    session_is_new: bool = False,
 ) -> LinkResult:
     """Link a session enrolment to an administrative enrolment after checking every link rule.
 
     Linking the same pair again returns the existing link and writes nothing. The session row is
     locked first, so concurrent links of one session enrolment run one after the other and the
     second finds the first's link. The partial unique index on active links is the last guard.
+    ``session_is_new`` is set by enrolClient, whose session enrolment is rolled back when the
+    link fails, so its messages name the client and occurrence instead of that enrolment's id.
     """
     session_side = await lock_enrolment(session, session_enrolment_id, field=session_field)
     administrative_side = await lock_enrolment(
@@ -85,6 +88,7 @@ async def link_enrolments(
         session_side,
         administrative_field=administrative_field,
         session_field=session_field,
+        session_is_new=session_is_new,
     )
     if existing is not None:
         linked_to = await label_of(session, existing.administrative_enrolment_id)
@@ -114,21 +118,35 @@ async def _check_link_rules(
     *,
     administrative_field: str,
     session_field: str,
+    session_is_new: bool,
 ) -> None:
-    """Raise DomainError for the first link rule the pair breaks, checking in a fixed order."""
-    if administrative_side.enrolment.client_id != session_side.enrolment.client_id:
-        client_ids = [administrative_side.enrolment.client_id, session_side.enrolment.client_id]
-        rows = await session.execute(
-            select(Client.id, Client.client_code).where(Client.id.in_(client_ids))
-        )
-        codes = {client_id: code for client_id, code in rows}
+    """Raise DomainError for the first link rule the pair breaks, checking in a fixed order.
+
+    Swapped ids come first: they also make the clients differ when the two enrolments belong to
+    different clients, and swapping them is the fix to report.
+    """
+    if (
+        administrative_side.occurrence.kind is OccurrenceKind.SESSION
+        and session_side.occurrence.kind is OccurrenceKind.ADMINISTRATIVE
+    ):
         raise DomainError(
-            ErrorCode.CLIENT_MISMATCH,
-            f"{administrative_side.sentence_label} belongs to client "
-            f"{codes[administrative_side.enrolment.client_id]} but {session_side.label} belongs "
-            f"to client {codes[session_side.enrolment.client_id]}; only enrolments of the same "
-            "client can be linked.",
-            field=session_field,
+            ErrorCode.WRONG_OCCURRENCE_KIND,
+            f"The ids look swapped: {administrative_field} names {administrative_side.label}, "
+            f"which is in a SESSION occurrence, and {session_field} names {session_side.label}, "
+            f"which is in an ADMINISTRATIVE occurrence. Pass "
+            f"{global_id('Enrolment', session_side.id)} as {administrative_field} and "
+            f"{global_id('Enrolment', administrative_side.id)} as {session_field}.",
+            field=administrative_field,
+        )
+
+    if administrative_side.enrolment.client_id != session_side.enrolment.client_id:
+        raise await _client_mismatch(
+            session,
+            administrative_side,
+            session_side,
+            administrative_field=administrative_field,
+            session_field=session_field,
+            session_is_new=session_is_new,
         )
 
     for side, expected, field in (
@@ -174,6 +192,64 @@ async def _check_link_rules(
         )
 
 
+async def _client_mismatch(
+    session: AsyncSession,
+    administrative_side: EnrolmentWithOccurrence,
+    session_side: EnrolmentWithOccurrence,
+    *,
+    administrative_field: str,
+    session_field: str,
+    session_is_new: bool,
+) -> DomainError:
+    """Build the CLIENT_MISMATCH error for two enrolments of different clients."""
+    administrative_client_id = administrative_side.enrolment.client_id
+    session_client_id = session_side.enrolment.client_id
+    rows = await session.execute(
+        select(Client.id, Client.client_code).where(
+            Client.id.in_([administrative_client_id, session_client_id])
+        )
+    )
+    codes = {client_id: code for client_id, code in rows}
+    if not session_is_new:
+        return DomainError(
+            ErrorCode.CLIENT_MISMATCH,
+            f"{administrative_side.sentence_label} belongs to client "
+            f"{codes[administrative_client_id]} but {session_side.label} belongs to client "
+            f"{codes[session_client_id]}; only enrolments of the same client can be linked.",
+            field=session_field,
+        )
+
+    # The session enrolment is rolled back with this error, so only its client is named, and
+    # the administrative enrolment that would fit, when there is exactly one.
+    client_code = codes[session_client_id]
+    session_occurrence = session_side.occurrence
+    candidates = await administrative_candidates(session, session_client_id, session_occurrence)
+    if len(candidates) == 1:
+        suggestion = (
+            f"Client {client_code}'s administrative enrolment is "
+            f"{enrolment_label(candidates[0].id, candidates[0].code)}; pass it or use link: true."
+        )
+    elif candidates:
+        named = ", ".join(enrolment_label(row.id, row.code) for row in candidates)
+        suggestion = (
+            f"Client {client_code} has {len(candidates)} administrative enrolments that session "
+            f"occurrence {session_occurrence.code} can link to: {named}; pass one of them."
+        )
+    else:
+        suggestion = (
+            f"Client {client_code} has no ACTIVE administrative enrolment that overlaps session "
+            f"occurrence {session_occurrence.code} and shares a unit with it; enrol the client "
+            "in the administrative occurrence first, or enrol without link."
+        )
+    return DomainError(
+        ErrorCode.CLIENT_MISMATCH,
+        f"{administrative_field} names {administrative_side.label}, which belongs to client "
+        f"{codes[administrative_client_id]}, not to client {client_code}; only enrolments of "
+        f"the same client can be linked. {suggestion}",
+        field=administrative_field,
+    )
+
+
 async def label_of(session: AsyncSession, enrolment_id: int) -> str:
     """Return the label of an enrolment this operation has not loaded, without locking it."""
     code = await session.scalar(
@@ -215,39 +291,14 @@ async def find_administrative_enrolment(
 ) -> int:
     """Return the client's one administrative enrolment that the session enrolment may link to.
 
-    A candidate is ACTIVE, not deleted, in an ADMINISTRATIVE occurrence whose dates overlap the
-    session occurrence's and which shares at least one of its units. Raises
-    NO_ADMINISTRATIVE_ENROLMENT when there is none and AMBIGUOUS_ADMINISTRATIVE_ENROLMENT, naming
-    the candidates, when there are several.
+    The candidates are those of administrative_candidates. Raises NO_ADMINISTRATIVE_ENROLMENT
+    when there is none and AMBIGUOUS_ADMINISTRATIVE_ENROLMENT, naming the candidates, when there
+    are several.
     """
     session_occurrence = session_side.occurrence
-    administrative_unit = aliased(OccurrenceUnit)
-    session_unit = aliased(OccurrenceUnit)
-    shares_a_unit = (
-        select(administrative_unit.unit_id)
-        .join(session_unit, session_unit.unit_id == administrative_unit.unit_id)
-        .where(
-            administrative_unit.occurrence_id == Occurrence.id,
-            session_unit.occurrence_id == session_occurrence.id,
-        )
-        .exists()
+    candidates = await administrative_candidates(
+        session, session_side.enrolment.client_id, session_occurrence
     )
-    candidates = (
-        await session.execute(
-            select(Enrolment.id, Occurrence.code)
-            .join(Occurrence, Occurrence.id == Enrolment.occurrence_id)
-            .where(
-                Enrolment.client_id == session_side.enrolment.client_id,
-                Enrolment.status == EnrolmentStatus.ACTIVE,
-                Enrolment.deleted_at.is_(None),
-                Occurrence.kind == OccurrenceKind.ADMINISTRATIVE,
-                Occurrence.start_date <= session_occurrence.end_date,
-                Occurrence.end_date >= session_occurrence.start_date,
-                shares_a_unit,
-            )
-            .order_by(Enrolment.id)
-        )
-    ).all()
     if len(candidates) == 1:
         return int(candidates[0].id)
 
@@ -281,13 +332,50 @@ async def find_administrative_enrolment(
         )
     else:
         found = "The client has no administrative enrolment."
+    # The session enrolment is new and rolled back with this error, so it is not named by id.
     raise DomainError(
         ErrorCode.NO_ADMINISTRATIVE_ENROLMENT,
-        f"No administrative enrolment to link {session_side.label} to: {found} Enrol the client "
-        f"in the administrative occurrence that covers {session_occurrence.code} first, or enrol "
-        "without link.",
+        f"No administrative enrolment to link the enrolment in session occurrence "
+        f"{session_occurrence.code} to: {found} Enrol the client in the administrative "
+        f"occurrence that covers {session_occurrence.code} first, or enrol without link.",
         field=field,
     )
+
+
+async def administrative_candidates(
+    session: AsyncSession, client_id: int, session_occurrence: Occurrence
+) -> Sequence[Row[int, str]]:
+    """Return (id, occurrence code) of the client's enrolments that a session enrolment may link to.
+
+    A candidate is ACTIVE, not deleted, in an ADMINISTRATIVE occurrence whose dates overlap the
+    session occurrence's and which shares at least one of its units. Ordered by id.
+    """
+    administrative_unit = aliased(OccurrenceUnit)
+    session_unit = aliased(OccurrenceUnit)
+    shares_a_unit = (
+        select(administrative_unit.unit_id)
+        .join(session_unit, session_unit.unit_id == administrative_unit.unit_id)
+        .where(
+            administrative_unit.occurrence_id == Occurrence.id,
+            session_unit.occurrence_id == session_occurrence.id,
+        )
+        .exists()
+    )
+    rows = await session.execute(
+        select(Enrolment.id, Occurrence.code)
+        .join(Occurrence, Occurrence.id == Enrolment.occurrence_id)
+        .where(
+            Enrolment.client_id == client_id,
+            Enrolment.status == EnrolmentStatus.ACTIVE,
+            Enrolment.deleted_at.is_(None),
+            Occurrence.kind == OccurrenceKind.ADMINISTRATIVE,
+            Occurrence.start_date <= session_occurrence.end_date,
+            Occurrence.end_date >= session_occurrence.start_date,
+            shares_a_unit,
+        )
+        .order_by(Enrolment.id)
+    )
+    return rows.all()
 
 
 async def unlink_enrolments(

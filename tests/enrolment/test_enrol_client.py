@@ -383,7 +383,10 @@ async def test_enrol_client_link_rejects_no_candidate(
     )
 
     assert _errors(data) == [("NO_ADMINISTRATIVE_ENROLMENT", "link")]
-    assert qualification.sessions[0].code in data["enrolClient"]["errors"][0]["message"]
+    message = data["enrolClient"]["errors"][0]["message"]
+    assert qualification.sessions[0].code in message
+    # The new session enrolment is rolled back, so the message gives no enrolment id.
+    assert gid("Enrolment", 1)[:8] not in message
     assert await database_rows(sessionmaker) == before
 
 
@@ -448,8 +451,49 @@ async def test_enrol_client_link_applies_link_rules(
         ),
     )
 
-    # then: nothing is enrolled either
-    assert [error["code"] for error in data["enrolClient"]["errors"]] == ["CLIENT_MISMATCH"]
+    # then: nothing is enrolled either, and no enrolment that does not exist is named
+    assert _errors(data) == [("CLIENT_MISMATCH", "administrativeEnrolmentId")]
+    assert data["enrolClient"]["errors"][0]["message"] == (
+        f"administrativeEnrolmentId names enrolment {gid('Enrolment', other.administrative.id)} "
+        f"({qualification.administrative.code}), which belongs to client "
+        f"{other.client.client_code}, not to client {client.client_code}; only enrolments of the "
+        f"same client can be linked. Client {client.client_code} has no ACTIVE administrative "
+        f"enrolment that overlaps session occurrence {qualification.sessions[0].code} and shares "
+        "a unit with it; enrol the client in the administrative occurrence first, or enrol "
+        "without link."
+    )
+    assert await database_rows(sessionmaker) == before
+
+
+async def test_enrol_client_mismatch_suggests_own_enrolment(
+    graphql: GraphQLClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # given: two clients, each with an administrative enrolment
+    async with committed(sessionmaker) as session:
+        qualification = await create_qualification(session)
+        other = await create_learner(session, qualification, linked_sessions=0)
+        learner = await create_learner(session, qualification, linked_sessions=0)
+    before = await database_rows(sessionmaker)
+
+    # when: the learner is enrolled in a session with the other client's enrolment as target
+    data = await graphql.data(
+        ENROL_CLIENT,
+        _input(
+            learner.client.id,
+            qualification.sessions[0].id,
+            administrativeEnrolmentId=gid("Enrolment", other.administrative.id),
+        ),
+    )
+
+    # then: the message names the learner's own administrative enrolment
+    assert _errors(data) == [("CLIENT_MISMATCH", "administrativeEnrolmentId")]
+    message = data["enrolClient"]["errors"][0]["message"]
+    assert message.endswith(
+        f"Client {learner.client.client_code}'s administrative enrolment is enrolment "
+        f"{gid('Enrolment', learner.administrative.id)} ({qualification.administrative.code}); "
+        "pass it or use link: true."
+    )
+    assert f"not to client {learner.client.client_code}" in message
     assert await database_rows(sessionmaker) == before
 
 

@@ -177,6 +177,46 @@ async def test_link_enrolments_rejects_wrong_kinds(
     assert await database_rows(sessionmaker) == before
 
 
+async def test_link_enrolments_swapped_ids_named(
+    graphql: GraphQLClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # given: a learner's enrolments, and another client's session enrolment
+    async with committed(sessionmaker) as session:
+        qualification = await create_qualification(session)
+        learner = await create_learner(session, qualification, linked_sessions=0)
+        session_enrolment = await enrol(session, learner.client, qualification.sessions[0])
+        other_client = await create_client(session)
+        other_session = await enrol(session, other_client, qualification.sessions[0])
+    before = await database_rows(sessionmaker)
+    administrative_id = gid("Enrolment", learner.administrative.id)
+
+    # when: the ids are passed the wrong way round, for the same client and across clients
+    same_client = await graphql.data(
+        LINK, _link_input(session_enrolment.id, learner.administrative.id)
+    )
+    other_clients = await graphql.data(
+        LINK, _link_input(other_session.id, learner.administrative.id)
+    )
+
+    # then: both say the ids look swapped, before any other rule
+    assert _errors(same_client, "linkEnrolments") == [
+        ("WRONG_OCCURRENCE_KIND", "administrativeEnrolmentId")
+    ]
+    assert same_client["linkEnrolments"]["errors"][0]["message"] == (
+        f"The ids look swapped: administrativeEnrolmentId names enrolment "
+        f"{gid('Enrolment', session_enrolment.id)} ({qualification.sessions[0].code}), which is "
+        f"in a SESSION occurrence, and sessionEnrolmentId names enrolment {administrative_id} "
+        f"({qualification.administrative.code}), which is in an ADMINISTRATIVE occurrence. Pass "
+        f"{administrative_id} as administrativeEnrolmentId and "
+        f"{gid('Enrolment', session_enrolment.id)} as sessionEnrolmentId."
+    )
+    assert _errors(other_clients, "linkEnrolments") == [
+        ("WRONG_OCCURRENCE_KIND", "administrativeEnrolmentId")
+    ]
+    assert "look swapped" in other_clients["linkEnrolments"]["errors"][0]["message"]
+    assert await database_rows(sessionmaker) == before
+
+
 async def test_link_enrolments_wrong_kind_articles(
     graphql: GraphQLClient, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
