@@ -81,11 +81,11 @@ async def record_result(
 ) -> EnrolledUnit:
     """Record one unit's outcome and activity dates on a session or standard enrolment."""
     target = await lock_enrolment(session, enrolment_id, field="enrolmentId", mode="share")
+    unit = await _require_unit(session, unit_id)
     if target.occurrence.kind is OccurrenceKind.ADMINISTRATIVE:
-        raise await _administrative_enrolment_error(session, target)
+        raise await _administrative_enrolment_error(session, target, unit)
     require_status(target, RECORDABLE_STATUSES, field="enrolmentId", rule=_RECORD_RULE)
 
-    unit = await _require_unit(session, unit_id)
     enrolled_units = await _lock_enrolled_units(session, [target.id], unit.id)
     enrolled_unit = enrolled_units.get(target.id)
     if enrolled_unit is None:
@@ -387,10 +387,19 @@ async def _lock_enrolled_units(
     return {row.enrolment_id: row for row in rows}
 
 
-async def _linked_session_labels(session: AsyncSession, administrative_id: int) -> list[str]:
+async def _linked_session_labels(
+    session: AsyncSession, administrative_id: int, unit_id: int
+) -> tuple[list[str], int]:
+    """Return the labels of the linked session enrolments whose occurrence carries the unit, and
+    the number of linked session enrolments in all."""
+    carries_unit = (
+        select(OccurrenceUnit.unit_id)
+        .where(OccurrenceUnit.occurrence_id == Occurrence.id, OccurrenceUnit.unit_id == unit_id)
+        .exists()
+    )
     rows = (
         await session.execute(
-            select(Enrolment.id, Occurrence.code)
+            select(Enrolment.id, Occurrence.code, carries_unit.label("carries_unit"))
             .join(EnrolmentLink, EnrolmentLink.session_enrolment_id == Enrolment.id)
             .join(Occurrence, Occurrence.id == Enrolment.occurrence_id)
             .where(
@@ -401,22 +410,33 @@ async def _linked_session_labels(session: AsyncSession, administrative_id: int) 
             .order_by(Enrolment.start_date, Enrolment.id)
         )
     ).all()
-    return [f"enrolment {global_id('Enrolment', row.id)} ({row.code})" for row in rows]
+    labels = [
+        f"enrolment {global_id('Enrolment', row.id)} ({row.code})"
+        for row in rows
+        if row.carries_unit
+    ]
+    return labels, len(rows)
 
 
 async def _administrative_enrolment_error(
-    session: AsyncSession, target: EnrolmentWithOccurrence
+    session: AsyncSession, target: EnrolmentWithOccurrence, unit: Unit
 ) -> DomainError:
-    labels = await _linked_session_labels(session, target.id)
+    labels, linked_count = await _linked_session_labels(session, target.id, unit.id)
     if labels:
         where = (
-            f"Record the result in the linked session enrolment that delivers the unit: "
+            f"Record the result in the linked session enrolment that delivers unit {unit.code}: "
             f"{', '.join(labels)}."
+        )
+    elif linked_count:
+        where = (
+            f"None of its linked session enrolments is in an occurrence that delivers unit "
+            f"{unit.code}: enrol the client in a session that delivers the unit, link the "
+            "enrolments, and record the result there."
         )
     else:
         where = (
-            "It has no linked session enrolment yet: enrol the client in the session occurrence "
-            "that delivers the unit, link the enrolments, and record the result there."
+            "It has no linked session enrolment yet: enrol the client in a session that delivers "
+            f"unit {unit.code}, link the enrolments, and record the result there."
         )
     return DomainError(
         ErrorCode.RESULTS_NOT_ALLOWED_ON_ADMINISTRATIVE,

@@ -222,11 +222,47 @@ async def test_record_result_rejects_administrative_enrolment(
 
     assert _errors(with_sessions) == [("RESULTS_NOT_ALLOWED_ON_ADMINISTRATIVE", "enrolmentId")]
     message = with_sessions["recordResult"]["errors"][0]["message"]
-    for session_enrolment, occurrence in zip(linked.sessions, qualification.sessions, strict=False):
-        assert gid("Enrolment", session_enrolment.id) in message
-        assert occurrence.code in message
+    # Only the first session delivers units[0]; the second, linked too, delivers units[2].
+    assert message.endswith(
+        f"Record the result in the linked session enrolment that delivers unit "
+        f"{qualification.units[0].code}: enrolment {gid('Enrolment', linked.sessions[0].id)} "
+        f"({qualification.sessions[0].code})."
+    )
+    assert gid("Enrolment", linked.sessions[1].id) not in message
+    assert qualification.sessions[1].code not in message
     assert _errors(without_sessions) == [("RESULTS_NOT_ALLOWED_ON_ADMINISTRATIVE", "enrolmentId")]
-    assert "session" in without_sessions["recordResult"]["errors"][0]["message"]
+    assert without_sessions["recordResult"]["errors"][0]["message"].endswith(
+        "It has no linked session enrolment yet: enrol the client in a session that delivers "
+        f"unit {qualification.units[0].code}, link the enrolments, and record the result there."
+    )
+    assert await database_rows(sessionmaker) == before
+
+
+async def test_record_result_administrative_no_session_delivers(
+    graphql: GraphQLClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # given: a learner linked to the first two sessions, which deliver units 0, 1 and 2
+    async with committed(sessionmaker) as session:
+        qualification = await create_qualification(session)
+        learner = await create_learner(session, qualification, linked_sessions=2)
+    before = await database_rows(sessionmaker)
+
+    # when: a result for unit 3, which only the unlinked third session delivers
+    data = await graphql.data(
+        RECORD_RESULT,
+        _input(learner.administrative.id, qualification.units[3].id, "COMPETENCY_ACHIEVED"),
+    )
+
+    # then
+    assert _errors(data) == [("RESULTS_NOT_ALLOWED_ON_ADMINISTRATIVE", "enrolmentId")]
+    message = data["recordResult"]["errors"][0]["message"]
+    assert message.endswith(
+        "None of its linked session enrolments is in an occurrence that delivers unit "
+        f"{qualification.units[3].code}: enrol the client in a session that delivers the unit, "
+        "link the enrolments, and record the result there."
+    )
+    for session_enrolment in learner.sessions:
+        assert gid("Enrolment", session_enrolment.id) not in message
     assert await database_rows(sessionmaker) == before
 
 
