@@ -100,11 +100,11 @@ def create_graphql(settings: Settings, publisher: Publisher | None) -> EnrolinkG
         max_cost=settings.max_query_cost,
         default_page_size=settings.default_page_size,
         introspection=settings.introspection_enabled,
-        field_suggestions=settings.field_suggestions,
+        field_suggestions=settings.field_suggestions_enabled,
     )
     schema = build_schema(
         extensions=[*limits, OperationMetricsExtension],
-        disable_field_suggestions=not settings.field_suggestions,
+        disable_field_suggestions=not settings.field_suggestions_enabled,
     )
     return EnrolinkGraphQL(
         schema,

@@ -92,8 +92,10 @@ class Settings(BaseSettings):
     introspection: bool | None = Field(
         None, description="Allow schema introspection; unset: on in development only."
     )
-    field_suggestions: bool = Field(
-        False, description="Add 'Did you mean' hints to validation errors (they reveal the schema)."
+    field_suggestions: bool | None = Field(
+        None,
+        description="Add 'Did you mean' hints to validation errors (they reveal the schema); "
+        "unset: on in development only.",
     )
     compiled_reads: bool = Field(
         True,
@@ -227,6 +229,10 @@ class Settings(BaseSettings):
     @property
     def introspection_enabled(self) -> bool:
         return self.is_development if self.introspection is None else self.introspection
+
+    @property
+    def field_suggestions_enabled(self) -> bool:
+        return self.is_development if self.field_suggestions is None else self.field_suggestions
 
     def redis_client_url(self) -> str:
         """Return the Redis URL in the form redis-py accepts (``unix://`` for a socket)."""

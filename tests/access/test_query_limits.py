@@ -205,12 +205,42 @@ async def test_introspection_off_in_production(settings_for: Callable[..., Setti
     assert "introspection has been disabled" in body["errors"][0]["message"]
 
 
-async def test_field_suggestions_hidden(graphql: GraphQLClient) -> None:
-    misspelt_field = await graphql.execute("{ partnres { code } }")
-    misspelt_argument = await graphql.execute("{ occurrences(frist: 1) { edges { cursor } } }")
-    misspelt_enum = await graphql.execute("{ occurrences(kind: SESION) { edges { cursor } } }")
+MISSPELT_DOCUMENTS = [
+    "{ partnres { code } }",
+    "{ occurrences(frist: 1) { edges { cursor } } }",
+    "{ occurrences(kind: SESION) { edges { cursor } } }",
+]
 
-    for body in (misspelt_field, misspelt_argument, misspelt_enum):
+
+async def test_field_suggestions_hidden_in_production(
+    settings_for: Callable[..., Settings],
+) -> None:
+    async with client_for(settings_for(environment="production")) as graphql:
+        bodies = [await graphql.execute(document) for document in MISSPELT_DOCUMENTS]
+
+    for body in bodies:
+        message = body["errors"][0]["message"]
+        assert "Did you mean" not in message, message
+
+
+async def test_field_suggestions_shown_in_development(graphql: GraphQLClient) -> None:
+    misspelt_field = await graphql.execute(MISSPELT_DOCUMENTS[0])
+    misspelt_argument = await graphql.execute(MISSPELT_DOCUMENTS[1])
+    misspelt_enum = await graphql.execute(MISSPELT_DOCUMENTS[2])
+
+    assert "Did you mean 'partners'?" in misspelt_field["errors"][0]["message"]
+    assert "Did you mean 'first'?" in misspelt_argument["errors"][0]["message"]
+    assert "Did you mean the enum value 'SESSION'?" in misspelt_enum["errors"][0]["message"]
+
+
+async def test_field_suggestions_off_when_set_false(
+    settings_for: Callable[..., Settings],
+) -> None:
+    settings = settings_for(environment="development", field_suggestions=False)
+    async with client_for(settings) as graphql:
+        bodies = [await graphql.execute(document) for document in MISSPELT_DOCUMENTS]
+
+    for body in bodies:
         message = body["errors"][0]["message"]
         assert "Did you mean" not in message, message
 
