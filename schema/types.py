@@ -13,6 +13,7 @@ from typing import Any
 import strawberry
 from strawberry import Parent
 from strawberry.types import Info
+from strawberry.types.enum import has_enum_definition
 
 from models import tables
 from models.enums import (
@@ -30,6 +31,7 @@ from models.enums import (
 from models.enums import (
     ResultSource as ResultSourceEnum,
 )
+from models.enums import describe_outcome
 from schema.context import Context
 from schema.ids import decode_cursor, encode_cursor, encode_id
 from schema.loaders import Page, PageKey
@@ -39,8 +41,14 @@ EnrolmentStatus = strawberry.enum(EnrolmentStatusEnum, name="EnrolmentStatus")
 Outcome = strawberry.enum(
     OutcomeEnum,
     name="Outcome",
-    description="AVETMISS outcome; `outcomeCode` on Result gives the national number.",
+    description="AVETMISS outcome; `outcomeCode` on Result gives the national number. Inputs "
+    "take the name, e.g. COMPETENCY_ACHIEVED for 20.",
 )
+# strawberry.enum (0.341) takes no per-value descriptions for an enum defined outside the schema,
+# so each value of the definition it built gets its AVETMISS name and code here.
+assert has_enum_definition(Outcome)
+for _value in Outcome.__strawberry_definition__.values:
+    _value.description = describe_outcome(OutcomeEnum[_value.name])
 ResultSource = strawberry.enum(ResultSourceEnum, name="ResultSource")
 AttendanceCounting = strawberry.enum(AttendanceCountingEnum, name="AttendanceCounting")
 
