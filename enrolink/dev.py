@@ -201,10 +201,12 @@ def _start(run: DevRun, settings: Settings, data_dir: Path, host: str, port: int
     _wait_until_healthy(run, host, port)
     url = f"http://{_url_host(_connectable_host(host))}:{port}/graphql"
     _report(f"Enrolink is running: {url} (Ctrl-C stops it)")
-    _report(
-        f"Staff token for this run: {token}. In GraphiQL, open Headers and enter "
-        f'{{"Authorization": "Bearer {token}"}}'
-    )
+    # The token and the header each stand on a line of their own, so a double-click or a
+    # line copy takes nothing else with them.
+    _report("Staff token for this run:")
+    _report(token)
+    _report("In GraphiQL, open Headers and paste:")
+    _report(f'{{"Authorization": "Bearer {token}"}}')
     exports = _export_lines(run, database_url, redis_url)
     if exports:
         run.env_file = _write_env_file(data_dir, exports)

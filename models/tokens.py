@@ -147,11 +147,16 @@ async def authenticate(
         .execution_options(**{AUTHENTICATION_OPTION: True})
     )
     if token is None:
-        raise TokenRejected("The bearer token is not valid; check that it was copied whole.")
+        raise TokenRejected(
+            "The bearer token is not valid; check that it was copied whole. A token that an "
+            "earlier `enrolink dev` run printed is unknown once its data folder is deleted, so "
+            "use the token that the current run printed."
+        )
     if token.revoked_at is not None:
         raise TokenRejected(
             f"The bearer token was revoked at {token.revoked_at.isoformat()}; ask staff for a "
-            "new one."
+            "new one. Each `enrolink dev` run prints a new token and revokes the previous one, "
+            "and `enrolink token create` makes one."
         )
     if token.expires_at is not None and token.expires_at <= now:
         raise TokenRejected(

@@ -77,7 +77,11 @@ async def test_unknown_token_is_unauthenticated(graphql: GraphQLClient) -> None:
     status, body, headers = await _post(graphql, {"Authorization": f"Bearer enr_{'x' * 43}"})
 
     assert status == 401
-    assert "not valid" in body["errors"][0]["message"]
+    assert body["errors"][0]["message"] == (
+        "The bearer token is not valid; check that it was copied whole. A token that an earlier "
+        "`enrolink dev` run printed is unknown once its data folder is deleted, so use the token "
+        "that the current run printed."
+    )
     assert 'error="invalid_token"' in headers["www-authenticate"]
     assert await _unit_count(graphql) == 0
 
@@ -108,7 +112,12 @@ async def test_revoked_token_is_unauthenticated(graphql: GraphQLClient) -> None:
     status, body, _ = await _post(graphql, {"Authorization": f"Bearer {secret}"})
 
     assert status == 401
-    assert "revoked" in body["errors"][0]["message"]
+    message = body["errors"][0]["message"]
+    assert message.startswith("The bearer token was revoked at ")
+    assert message.endswith(
+        "; ask staff for a new one. Each `enrolink dev` run prints a new token and revokes the "
+        "previous one, and `enrolink token create` makes one."
+    )
     assert await _unit_count(graphql) == 0
 
 

@@ -237,6 +237,13 @@ def test_dev_runs_stops_and_keeps_data(tmp_path: Path) -> None:
     assert first_status == 0, output
     assert f"http://127.0.0.1:{port}/graphql" in output
     assert str(data_dir) in output
+    # The token and the header to paste each have a line of their own.
+    token = printed_token(first)
+    lines = output.splitlines()
+    assert lines[lines.index("Staff token for this run:") + 1] == token
+    assert lines[lines.index("In GraphiQL, open Headers and paste:") + 1] == (
+        f'{{"Authorization": "Bearer {token}"}}'
+    )
     assert "Enrolink dev stopped." in output
     assert [pid for pid in started if is_running(pid)] == [], output
     assert processes_using(data_dir) == [], output
