@@ -97,6 +97,34 @@ CONSTRAINT_ERRORS: dict[str, tuple[ErrorCode, str, str | None]] = {
 }
 
 
+# SQLSTATE codes of a conflict between concurrent transactions (serialization_failure,
+# deadlock_detected): PostgreSQL aborts one of them, and running it again normally succeeds.
+CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def sqlstates(error: BaseException) -> list[str]:
+    """Return the SQLSTATE codes found on the error and on the errors it wraps."""
+    codes: list[str] = []
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(code, str):
+            codes.append(code)
+        orig = getattr(current, "orig", None)
+        pending.extend([orig if isinstance(orig, BaseException) else None, current.__cause__])
+    return codes
+
+
+def is_transaction_conflict(error: BaseException) -> bool:
+    """Return True when PostgreSQL aborted the work for a deadlock or serialisation failure."""
+    return any(code in CONFLICT_SQLSTATES for code in sqlstates(error))
+
+
 def domain_error_from_integrity(error: IntegrityError) -> DomainError | None:
     """Map a unique violation of a known constraint to its typed error, or return None."""
     constraint = getattr(error.orig, "constraint_name", None)

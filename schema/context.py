@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 
+import structlog
 from sqlalchemy import Executable, Select
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.enums import TokenRole
-from models.errors import DomainError, DomainErrors, ErrorCode, domain_error_from_integrity
+from models.errors import (
+    DomainError,
+    DomainErrors,
+    ErrorCode,
+    domain_error_from_integrity,
+    is_transaction_conflict,
+)
 from models.outbox import forget_pending, pending_count
 
 if TYPE_CHECKING:
@@ -21,6 +29,12 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
+
+log = structlog.get_logger(__name__)
+
+# Attempts of one mutation that PostgreSQL aborts for a deadlock or serialisation failure; a
+# conflict that repeats this often is reported as an unexpected error.
+WRITE_ATTEMPTS = 3
 
 
 async def run_to_completion(awaitable: Awaitable[T]) -> T:
@@ -113,10 +127,31 @@ class Context:
 
         On a DomainError the savepoint is rolled back, so the database is as it was before this
         mutation, and the error propagates for the payload. A unique violation of a known
-        constraint (a concurrent request won the race) becomes the matching DomainError.
+        constraint (a concurrent request won the race) becomes the matching DomainError. When
+        PostgreSQL aborts the operation for a deadlock or a serialisation failure with a
+        concurrent transaction, it is run again from the savepoint, a few times at most.
         The request commits once, after the whole operation.
         """
         self.require_staff()
+        attempt = 1
+        while True:
+            try:
+                return await self._write_once(operation)
+            except DBAPIError as error:
+                if not is_transaction_conflict(error) or attempt >= WRITE_ATTEMPTS:
+                    raise
+                log.warning(
+                    "mutation.retried",
+                    request_id=self.request_id,
+                    attempt=attempt,
+                    error=str(error.orig),
+                )
+                # A short random pause lets the other transaction finish before this one
+                # takes its locks again.
+                await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)
+                attempt += 1
+
+    async def _write_once(self, operation: Callable[[AsyncSession], Awaitable[T]]) -> T:
         async with self.lock:
             kept = pending_count(self.session)
             savepoint = await self.session.begin_nested()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from models.errors import sqlstates
+
 # PostgreSQL SQLSTATE codes that a new attempt can clear. Source: the PostgreSQL 15 manual,
 # appendix A "PostgreSQL Error Codes".
 RETRYABLE_SQLSTATES = frozenset(
@@ -22,24 +24,6 @@ RETRYABLE_SQLSTATES = frozenset(
 RETRYABLE_SQLSTATE_CLASSES = frozenset({"08"})
 
 
-def _sqlstates(error: BaseException) -> list[str]:
-    """Return the SQLSTATE codes found on the error and on the errors it wraps."""
-    codes: list[str] = []
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [error]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
-        if isinstance(code, str):
-            codes.append(code)
-        orig = getattr(current, "orig", None)
-        pending.extend([orig if isinstance(orig, BaseException) else None, current.__cause__])
-    return codes
-
-
 def is_retryable(error: BaseException) -> bool:
     """Return True for a lost connection, a serialisation failure, a deadlock or a lock timeout."""
     if isinstance(error, DBAPIError) and error.connection_invalidated:
@@ -49,10 +33,10 @@ def is_retryable(error: BaseException) -> bool:
         return True
     if isinstance(error, ConnectionError | TimeoutError):
         return True
-    for code in _sqlstates(error):
+    for code in sqlstates(error):
         if code in RETRYABLE_SQLSTATES or code[:2] in RETRYABLE_SQLSTATE_CLASSES:
             return True
-    if isinstance(error, OperationalError) and not _sqlstates(error):
+    if isinstance(error, OperationalError) and not sqlstates(error):
         # An OperationalError without a SQLSTATE comes from the driver, not the server: a
         # connection that failed to open or broke mid-statement.
         return True
