@@ -25,6 +25,7 @@ STOP_TIMEOUT_SECONDS = 60.0
 MARKER_KEY = "enrolink:dev-smoke-marker"
 TOKEN = re.compile(r"enr_[A-Za-z0-9_-]{43}")
 WALKTHROUGH = Path(__file__).resolve().parents[2] / "docs" / "walkthrough.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @dataclass
@@ -158,6 +159,14 @@ def walkthrough_sql_step(data_dir: Path) -> str:
     return block.group(1).replace(".enrolink/", f"{data_dir}/").replace(".venv/", f"{sys.prefix}/")
 
 
+def readme_curl(token: str, port: int) -> str:
+    """Return the README's curl example with this run's token and port."""
+    block = re.search(r"```sh\n(TOKEN=enr_….*?)```", README.read_text(), re.DOTALL)
+    assert block is not None, "README.md has no shell block that sets TOKEN"
+    script = block.group(1).replace("TOKEN=enr_…", f"TOKEN={token}", 1)
+    return script.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+
+
 def run_shell(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run ``script`` in bash, as a developer's other shell without ENROLINK_ settings."""
     environment = {
@@ -223,6 +232,7 @@ def test_dev_runs_stops_and_keeps_data(tmp_path: Path) -> None:
         # /healthz can return 200 a moment before dev's own check sees it and prints the address.
         wait_for_output(first, "Enrolink is running")
         started = started_pids(first, data_dir)
+        curl = run_shell(readme_curl(printed_token(first), port), cwd=tmp_path)
         asyncio.run(write_postgres_marker(data_dir))
         client = redis.Redis(unix_socket_path=redis_registry(data_dir)["unixsocket"])
         client.set(MARKER_KEY, "kept")
@@ -237,6 +247,8 @@ def test_dev_runs_stops_and_keeps_data(tmp_path: Path) -> None:
     assert first_status == 0, output
     assert f"http://127.0.0.1:{port}/graphql" in output
     assert str(data_dir) in output
+    assert curl.returncode == 0, curl.stderr
+    assert json.loads(curl.stdout)["data"]["programmes"]["edges"][0]["node"]["code"] == "BSB50420"
     # The token and the header to paste each have a line of their own.
     token = printed_token(first)
     lines = output.splitlines()
