@@ -178,6 +178,26 @@ def test_secrets_only_referenced() -> None:
     assert not any(key.endswith("_URL") for key in config)
 
 
+def test_operations_creates_referenced_secret() -> None:
+    operations = (DEPLOY.parent / "docs" / "operations.md").read_text()
+    command = re.search(
+        r"kubectl create secret generic (\S+)((?:\s*\\\n\s*--from-literal=\S+)+)", operations
+    )
+    assert command is not None, "docs/operations.md has no `kubectl create secret` command"
+    created_keys = set(re.findall(r"--from-literal=([a-z-]+)=", command.group(2)))
+
+    referenced_keys = set()
+    for name in workloads():
+        for item in env_names(name).values():
+            reference = item.get("valueFrom", {}).get("secretKeyRef")
+            if reference is not None:
+                assert reference["name"] == command.group(1), name
+                referenced_keys.add(reference["key"])
+    assert created_keys == referenced_keys
+    # The Secret exists before the workloads that read it.
+    assert operations.index("kubectl create secret") < operations.index("kubectl apply -k")
+
+
 def test_beat_single_replica_recreate() -> None:
     beat = load("beat-deployment.yaml")["spec"]
 
