@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -220,6 +221,16 @@ async def read_postgres_marker(data_dir: Path) -> str | None:
     return title
 
 
+async def count_enrolments(database_url: str) -> int:
+    """Count the enrolments through plain asyncpg, with the URL as `enrolink dev` printed it."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        count: int = await connection.fetchval("SELECT count(*) FROM enrolments")
+    finally:
+        await connection.close()
+    return count
+
+
 def test_dev_runs_stops_and_keeps_data(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
@@ -406,6 +417,8 @@ def test_dev_env_file_reaches_servers(tmp_path: Path) -> None:
         wait_for_output(dev, "after pasting these lines")
         started = started_pids(dev, data_dir)
         env_lines = env_file.read_text().splitlines()
+        database_url = shlex.split(env_lines[1].partition("=")[2])[0]
+        enrolment_count = asyncio.run(count_enrolments(database_url))
 
         # The walkthrough's SQL step deletes an enrolment behind the API's back, and the
         # reconciler, run from the command line, closes the link that leaves orphaned.
@@ -428,6 +441,7 @@ def test_dev_env_file_reaches_servers(tmp_path: Path) -> None:
     assert f"after `source {env_file}`" in output
     for line in exports:
         assert line in env_lines
+    assert enrolment_count == 170
     assert psql.returncode == 0, psql.stderr
     assert psql.stdout.strip() == "UPDATE 1"
     assert reconcile.returncode == 0, reconcile.stderr
