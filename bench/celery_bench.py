@@ -1,4 +1,8 @@
-"""Roll-ups through Celery: one task per administrative enrolment, as the outbox sends them.
+"""Roll-ups through Celery: batches of administrative enrolment ids sent with ``send_task``.
+
+The tasks take the same name and keyword arguments as the ones the outbox publishes, so a
+worker runs them through the real task path: its own transaction, the locks, the set-based
+statement and Celery's acknowledgement.
 
 A worker subprocess (``python -m enrolink worker``) consumes queues of its own on the Redis
 server given, and is stopped at the end; the queues' names are unique to the run.
@@ -14,7 +18,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,6 +32,8 @@ from models.outbox import ROLL_UP_TASK
 READY_TIMEOUT_SECONDS = 60.0
 # The bench stops waiting for the roll-ups after this long and reports how far they got.
 ROLL_UP_TIMEOUT_SECONDS = 600.0
+# How often the bench counts computed enrolments; it adds at most this much to a round's time.
+POLL_SECONDS = 0.1
 
 _COMPUTED_SINCE = text(
     "SELECT count(*) FROM enrolments e JOIN occurrences o ON o.id = e.occurrence_id "
@@ -61,8 +69,14 @@ async def roll_up_through_celery(
     ids: list[int],
     *,
     concurrency: int,
-) -> str:
-    """Send one roll-up task per enrolment and wait until every enrolment is computed."""
+    rounds: Sequence[tuple[int, str]],
+    before_round: Callable[[], Awaitable[None]] | None = None,
+) -> list[str]:
+    """Roll up every enrolment through one worker, once per round; return one line per round.
+
+    Each round is (ids per task, description of the starting state). ``before_round`` runs
+    before each round's clock starts, for example to make every result stale again.
+    """
     suffix = uuid.uuid4().hex[:10]
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith("ENROLINK_")
@@ -86,6 +100,7 @@ async def roll_up_through_celery(
 
     app = create_celery_app(settings)
     worker = _start_worker(environment, log_path, concurrency)
+    lines: list[str] = []
     try:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while "worker.ready" not in log_path.read_text(errors="replace"):
@@ -93,35 +108,54 @@ async def roll_up_through_celery(
                 raise RuntimeError(f"the Celery worker did not start; see {log_path}")
             await asyncio.sleep(0.2)
 
-        async with sessionmaker() as session:
-            since = (await session.execute(text("SELECT now()"))).scalar_one()
-        started = time.perf_counter()
-        for enrolment_id in ids:
-            app.send_task(
-                ROLL_UP_TASK,
-                kwargs={"administrative_enrolment_ids": [enrolment_id], "reason": "bench"},
-                retry=False,
+        for batch, state in rounds:
+            if before_round is not None:
+                await before_round()
+            lines.append(
+                await _one_round(sessionmaker, app, ids, batch, state, concurrency=concurrency)
             )
-        sent = time.perf_counter() - started
-
-        computed = 0
-        while time.perf_counter() - started < ROLL_UP_TIMEOUT_SECONDS:
-            async with sessionmaker() as session:
-                computed = (await session.execute(_COMPUTED_SINCE, {"since": since})).scalar_one()
-            if computed >= len(ids):
-                break
-            await asyncio.sleep(0.5)
-        seconds = time.perf_counter() - started
-        finished = "all" if computed >= len(ids) else f"only {computed:,} of"
-        return (
-            f"roll-up through Celery, one task per enrolment, worker concurrency {concurrency}: "
-            f"{finished} {len(ids):,} enrolments computed in {seconds:.1f} s "
-            f"({computed / seconds:,.0f} per second; sending took {sent:.1f} s)"
-        )
     finally:
         _stop_worker(worker)
         app.close()
         forget_queues(suffix)
+    return lines
+
+
+async def _one_round(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    app: Any,
+    ids: list[int],
+    batch: int,
+    state: str,
+    *,
+    concurrency: int,
+) -> str:
+    async with sessionmaker() as session:
+        since = (await session.execute(text("SELECT now()"))).scalar_one()
+    started = time.perf_counter()
+    for start in range(0, len(ids), batch):
+        app.send_task(
+            ROLL_UP_TASK,
+            kwargs={"administrative_enrolment_ids": ids[start : start + batch], "reason": "bench"},
+            retry=False,
+        )
+    sent = time.perf_counter() - started
+    tasks = -(-len(ids) // batch)
+
+    computed = 0
+    while time.perf_counter() - started < ROLL_UP_TIMEOUT_SECONDS:
+        async with sessionmaker() as session:
+            computed = (await session.execute(_COMPUTED_SINCE, {"since": since})).scalar_one()
+        if computed >= len(ids):
+            break
+        await asyncio.sleep(POLL_SECONDS)
+    seconds = time.perf_counter() - started
+    finished = "all" if computed >= len(ids) else f"only {computed:,} of"
+    return (
+        f"roll-up through Celery, {batch:,} enrolments per task ({tasks:,} tasks), {state}, "
+        f"worker concurrency {concurrency}: {finished} {len(ids):,} enrolments computed in "
+        f"{seconds:.2f} s ({computed / seconds:,.0f} per second; sending took {sent:.2f} s)"
+    )
 
 
 def _start_worker(
