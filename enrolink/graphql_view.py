@@ -1,8 +1,8 @@
 """The /graphql endpoint: one session and one transaction per request, committed once.
 
-Mutations run their domain operations in savepoints (see schema.context.Context.write); this
-view commits after the whole operation has executed, then hands the outbox messages written in
-the transaction to the publisher, which sends them to the broker in the background.
+Mutations run their domain operations in savepoints (see schema.context.Context.write). This
+view commits after the whole operation has executed. It then hands the outbox messages written
+in the transaction to the publisher, which sends them to the broker in the background.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The transactional outbox: tasks written in the same transaction as the change that needs them.
 
-Domain operations call :func:`request_roll_up`; nothing is sent to the broker here. After the
-request commits, the application publishes the new rows (``pending_outbox_ids``) and a relay on
-the beat schedule publishes any row still waiting, so a roll-up is never lost when the broker is
-down or the process dies between commit and publish.
+Domain operations call :func:`request_roll_up`, and nothing is sent to the broker here. After the
+request commits, the application publishes the new rows (:func:`take_pending`). A relay on the
+beat schedule publishes any row still waiting, so a roll-up is not lost when the broker is down
+or the process dies between commit and publish.
 """
 
 from __future__ import annotations

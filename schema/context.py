@@ -56,7 +56,7 @@ async def run_to_completion(awaitable: Awaitable[T]) -> T:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sends the request: a staff member or a partner bound to one partner organisation."""
+    """The sender of a request: a staff member, or a partner bound to one partner organisation."""
 
     role: TokenRole
     partner_id: int | None = None
