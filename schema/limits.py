@@ -28,7 +28,7 @@ UNPAGINATED_LIST_ESTIMATE items.
 from __future__ import annotations
 
 import functools
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +57,7 @@ from graphql import (
 from graphql.error import GraphQLSyntaxError
 from graphql.language import Lexer
 from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef
-from graphql.validation import NoSchemaIntrospectionCustomRule
+from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -67,6 +67,9 @@ from strawberry.extensions import (
 )
 
 LIMIT_ERROR_CODE = "QUERY_LIMIT_EXCEEDED"
+# Document texts whose validation is remembered per process. Clients send a few dozen distinct
+# documents; 1,000 is the size of the compiled-plan cache, and an entry is one key.
+VALIDATION_CACHE_SIZE = 1_000
 # Lists without paging hold a few items each: the units of an occurrence, the sessions linked to
 # an administrative enrolment, the results of an enrolment. An estimate, not a measurement: a
 # diploma has about 10 to 12 units.
@@ -466,12 +469,68 @@ def limit_extensions(
 ) -> list[Callable[[], SchemaExtension]]:
     """Return factories of the limit extensions; Strawberry builds a fresh one per request."""
     limits = Limits(max_depth, max_aliases, max_tokens, max_cost, default_page_size)
-    factories: list[Callable[[], SchemaExtension]] = [
-        functools.partial(DocumentGuard, limits=limits, hide_suggestions=not field_suggestions),
-        functools.partial(MaxTokensLimiter, max_token_count=max_tokens),
-        functools.partial(QueryDepthLimiter, max_depth=max_depth),
-        functools.partial(MaxAliasesLimiter, max_alias_count=max_aliases),
+    # Strawberry's limiters build a new rule class each time one is constructed, so they are
+    # built once here: the same rule classes every request keep ValidationCache's key stable.
+    rules: list[type[ASTValidationRule]] = [
+        *QueryDepthLimiter(max_depth=max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
     ]
     if not introspection:
-        factories.append(functools.partial(AddValidationRules, [NoSchemaIntrospectionCustomRule]))
-    return factories
+        rules.append(NoSchemaIntrospectionCustomRule)
+    cache = ValidatedDocuments(VALIDATION_CACHE_SIZE)
+    return [
+        functools.partial(DocumentGuard, limits=limits, hide_suggestions=not field_suggestions),
+        functools.partial(MaxTokensLimiter, max_token_count=max_tokens),
+        functools.partial(AddValidationRules, rules),
+        # After DocumentGuard, whose on_validate runs first, so a document it rejects is
+        # never looked up or stored.
+        functools.partial(ValidationCache, cache),
+    ]
+
+
+class ValidatedDocuments:
+    """An LRU set of (document text, validation rules) that passed validation."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._keys: OrderedDict[tuple[str, tuple[type[ASTValidationRule], ...]], None] = (
+            OrderedDict()
+        )
+
+    def __contains__(self, key: tuple[str, tuple[type[ASTValidationRule], ...]]) -> bool:
+        if key not in self._keys:
+            return False
+        self._keys.move_to_end(key)
+        return True
+
+    def add(self, key: tuple[str, tuple[type[ASTValidationRule], ...]]) -> None:
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        while len(self._keys) > self.maxsize:
+            self._keys.popitem(last=False)
+
+
+class ValidationCache(SchemaExtension):
+    """Skip graphql-core's validation for a document text that already passed the same rules.
+
+    Validation depends only on the schema, the document and the rules, and each process has
+    one schema. Only documents without errors are stored, so a rejected document is validated,
+    and rejected, every time. The cost check in DocumentGuard depends on the variables and
+    still runs on every request. Strawberry's own ValidationCache would replace errors that
+    DocumentGuard set and keys on the parsed document, which is hashed node by node.
+    """
+
+    def __init__(self, cache: ValidatedDocuments) -> None:
+        self.cache = cache
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        key = None
+        if isinstance(context.query, str) and context.pre_execution_errors is None:
+            key = (context.query, tuple(context.validation_rules))
+            if key in self.cache:
+                # An empty list tells Strawberry that validation ran and found nothing.
+                context.pre_execution_errors = []
+        yield
+        if key is not None and context.pre_execution_errors == []:
+            self.cache.add(key)

@@ -7,8 +7,10 @@ from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
-from graphql import GraphQLError, parse
+import pytest
+from graphql import GraphQLError, parse, print_ast
 
+from enrolink.app import create_graphql
 from enrolink.settings import Settings
 from schema import build_schema
 from schema.limits import Limits, check_document
@@ -277,3 +279,48 @@ def test_cost_multiplies_page_sizes() -> None:
     assert over is not None
     assert "estimated cost of this query is 28" in over.message
     assert check(28) is None
+
+
+async def test_validated_document_still_checks_cost(graphql: GraphQLClient) -> None:
+    data = await graphql.data(COSTLY_BY_VARIABLE, {"size": 50})
+    error = await _rejected(graphql, COSTLY_BY_VARIABLE, size=500)
+
+    assert data == {"occurrences": {"edges": []}}
+    assert error["extensions"]["limit"] == "maxQueryCost"
+
+
+async def test_rejected_document_rejected_again(graphql: GraphQLClient) -> None:
+    first = await _rejected(graphql, TOO_DEEP)
+    second = await _rejected(graphql, TOO_DEEP)
+
+    assert "exceeds maximum operation depth of 12" in first["message"]
+    assert "exceeds maximum operation depth of 12" in second["message"]
+
+
+async def test_validation_runs_once_per_document(
+    monkeypatch: pytest.MonkeyPatch, settings_for: Callable[..., Settings]
+) -> None:
+    import strawberry.schema.schema as strawberry_schema
+
+    calls: list[str] = []
+    validate = strawberry_schema.validate_document
+
+    def counting(*arguments: Any) -> list[GraphQLError]:
+        calls.append(print_ast(arguments[1]))
+        return validate(*arguments)
+
+    monkeypatch.setattr(strawberry_schema, "validate_document", counting)
+    schema = create_graphql(settings_for(environment="production"), None).schema
+    context = {"request": None}
+
+    # Introspection is off in production, so its document fails validation every time.
+    for _ in range(3):
+        result = await schema.execute(INTROSPECTION, context_value=context)
+        assert result.errors is not None
+        assert "introspection has been disabled" in result.errors[0].message
+    for _ in range(3):
+        result = await schema.execute("{ __typename }", context_value=context)
+        assert result.errors is None
+
+    assert len([call for call in calls if "__schema" in call]) == 3
+    assert len([call for call in calls if "__schema" not in call]) == 1
