@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.enums import EnrolmentStatus, OccurrenceKind
 from models.errors import DomainError, ErrorCode
-from models.references import describe_enrolment, global_id
+from models.references import describe_enrolment, global_id, load_enrolment_with_occurrence
 from models.tables import Attendance, AttendanceType, Class, Enrolment, Occurrence
 from models.validation import clean_optional_text
 
@@ -103,20 +103,7 @@ async def record_attendance(
     notes = clean_optional_text(notes, field="notes", max_length=NOTES_MAX_LENGTH, multiline=True)
     kind = await _attendance_type(session, attendance_type)
 
-    row = (
-        await session.execute(
-            select(Enrolment, Occurrence)
-            .join(Occurrence, Occurrence.id == Enrolment.occurrence_id)
-            .where(Enrolment.id == enrolment_id)
-        )
-    ).one_or_none()
-    if row is None:
-        raise DomainError(
-            ErrorCode.NOT_FOUND,
-            f"enrolmentId {global_id('Enrolment', enrolment_id)} is not an enrolment.",
-            field="enrolmentId",
-        )
-    enrolment, occurrence = row
+    enrolment, occurrence = await load_enrolment_with_occurrence(session, enrolment_id)
     class_ = await session.get(Class, class_id)
     if class_ is None:
         raise DomainError(

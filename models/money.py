@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.enums import OccurrenceKind
 from models.errors import DomainError, ErrorCode
-from models.references import describe_enrolment, global_id
-from models.tables import Enrolment, EnrolmentLink, Occurrence, Payment
+from models.references import describe_enrolment, load_enrolment_with_occurrence
+from models.tables import EnrolmentLink, Payment
 from models.validation import clean_optional_text
 
 CENT = Decimal("0.01")
@@ -73,20 +73,8 @@ async def record_payment(
     method = clean_optional_text(method, field="method", max_length=50)
     reference = clean_optional_text(reference, field="reference", max_length=100)
 
-    row = (
-        await session.execute(
-            select(Enrolment, Occurrence.kind)
-            .join(Occurrence, Occurrence.id == Enrolment.occurrence_id)
-            .where(Enrolment.id == enrolment_id)
-        )
-    ).one_or_none()
-    if row is None:
-        raise DomainError(
-            ErrorCode.NOT_FOUND,
-            f"enrolmentId {global_id('Enrolment', enrolment_id)} is not an enrolment.",
-            field="enrolmentId",
-        )
-    enrolment, kind = row
+    enrolment, occurrence = await load_enrolment_with_occurrence(session, enrolment_id)
+    kind = occurrence.kind
     described = await describe_enrolment(session, enrolment.id)
     if enrolment.deleted_at is not None:
         raise DomainError(

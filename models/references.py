@@ -7,6 +7,7 @@ import base64
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models.errors import DomainError, ErrorCode
 from models.tables import Client, Enrolment, Occurrence
 
 # Words that start with a vowel letter but a consonant sound, so they take "a": "a Unit".
@@ -51,3 +52,24 @@ async def describe_enrolment(session: AsyncSession, enrolment_id: int) -> str:
         f"enrolment {global_id('Enrolment', enrolment_id)} "
         f"(client {client_code} in occurrence {occurrence_code})"
     )
+
+
+async def load_enrolment_with_occurrence(
+    session: AsyncSession, enrolment_id: int, *, field: str = "enrolmentId"
+) -> tuple[Enrolment, Occurrence]:
+    """Return the enrolment and its occurrence, or raise NOT_FOUND naming ``field``."""
+    row = (
+        await session.execute(
+            select(Enrolment, Occurrence)
+            .join(Occurrence, Occurrence.id == Enrolment.occurrence_id)
+            .where(Enrolment.id == enrolment_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise DomainError(
+            ErrorCode.NOT_FOUND,
+            f"{field} {global_id('Enrolment', enrolment_id)} is not an enrolment.",
+            field=field,
+        )
+    enrolment, occurrence = row
+    return enrolment, occurrence

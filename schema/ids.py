@@ -7,11 +7,11 @@ import binascii
 from collections.abc import Collection
 
 from models.errors import DomainError, ErrorCode
-from models.references import with_article
+from models.references import global_id, with_article
 
 
 def encode_id(type_name: str, pk: int) -> str:
-    return base64.b64encode(f"{type_name}:{pk}".encode()).decode("ascii")
+    return global_id(type_name, pk)
 
 
 def split_id(global_id: str) -> tuple[str, int] | None:
