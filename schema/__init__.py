@@ -9,40 +9,16 @@ import strawberry
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 
+from schema import types
 from schema.compiled import compiled_reads_extension
 from schema.extensions import MaskUnexpectedErrors
 from schema.mutation import Mutation
 from schema.query import Query
-from schema.types import (
-    Attendance,
-    Class,
-    Client,
-    Enrolment,
-    EnrolmentLink,
-    Occurrence,
-    Partner,
-    Payment,
-    Programme,
-    ReconciliationRun,
-    Result,
-    Unit,
-)
+from schema.types import NODE_LOADERS
 
-# Types reachable only through `node(id:)` must still be part of the schema.
-NODE_TYPES = [
-    Attendance,
-    Class,
-    Client,
-    Enrolment,
-    EnrolmentLink,
-    Occurrence,
-    Partner,
-    Payment,
-    Programme,
-    ReconciliationRun,
-    Result,
-    Unit,
-]
+# Types reachable only through `node(id:)` must still be part of the schema; every Node type is
+# listed once, in NODE_LOADERS, under the type name inside its global ids.
+NODE_TYPES = [getattr(types, type_name) for type_name in NODE_LOADERS]
 
 
 def build_schema(
