@@ -55,7 +55,8 @@ class RequestIdMiddleware:
         request_id = request_id_from_header(incoming)
         scope.setdefault("state", {})["request_id"] = request_id
 
-        # 500 stands until the app starts a response: an exception before then becomes one.
+        # The status is 500 until the app starts a response, because an exception before then
+        # becomes a 500.
         status = 500
         started = time.perf_counter()
 

@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     )
     compiled_reads: bool = Field(
         True,
-        description="Answer a query whose whole selection the compiler models with one SQL "
+        description="Respond to a query whose whole selection the compiler models with one SQL "
         "statement that builds the JSON in PostgreSQL; false runs every query through resolvers.",
     )
     max_query_depth: Annotated[int, Field(ge=1)] = Field(

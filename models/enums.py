@@ -57,7 +57,7 @@ class Outcome(enum.IntEnum):
         return self not in NON_FINAL_OUTCOMES
 
 
-# Continuing (70) and not yet started (85) say the unit is still open; every other outcome is final.
+# Continuing (70) and not yet started (85) mean the unit is still open; all others are final.
 NON_FINAL_OUTCOMES = frozenset({Outcome.CONTINUING, Outcome.NOT_YET_STARTED})
 
 # The AVETMISS name of each outcome identifier (NAT00120 "Outcome identifier - national").

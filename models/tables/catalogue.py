@@ -1,4 +1,4 @@
-"""What is delivered: units of competency, programmes and partners."""
+"""The catalogue: units of competency, programmes and partners."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What each GraphQL type's fields are in SQL, mirroring schema/types.py and schema/loaders.py.
+"""The SQL of each GraphQL type's fields, mirroring schema/types.py and schema/loaders.py.
 
 A handler takes the build, the alias of the row being printed and the collected field, and
 returns one SQL expression. Orders, filters and null rules copy the resolvers and loaders they
