@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.enums import EnrolmentStatus
@@ -24,6 +24,30 @@ from models.references import global_id
 from models.tables import Enrolment, EnrolmentLink, Occurrence
 
 LockMode = Literal["update", "share"]
+
+
+def _locking_select(mode: LockMode) -> Select[Enrolment, Occurrence]:
+    return (
+        select(Enrolment, Occurrence)
+        .join(Occurrence, Occurrence.id == Enrolment.occurrence_id)
+        .where(Enrolment.id.in_(bindparam("ids", expanding=True)))
+        .order_by(Enrolment.id)
+        .with_for_update(of=Enrolment, read=mode == "share")
+        # Another transaction may have changed the row while this one waited for the lock.
+        .execution_options(populate_existing=True)
+    )
+
+
+# Nearly every mutation runs these, so they are built once rather than per call.
+_LOCKING_SELECTS: dict[LockMode, Select[Enrolment, Occurrence]] = {
+    "update": _locking_select("update"),
+    "share": _locking_select("share"),
+}
+_ACTIVE_SESSION_IDS = select(EnrolmentLink.session_enrolment_id).where(
+    EnrolmentLink.administrative_enrolment_id.in_(bindparam("ids", expanding=True)),
+    EnrolmentLink.unlinked_at.is_(None),
+)
+_NOW = select(func.now())
 
 
 def enrolment_label(enrolment_id: int, occurrence_code: str) -> str:
@@ -68,16 +92,7 @@ async def lock_enrolments(
     ids = sorted(set(enrolment_ids))
     if not ids:
         return {}
-    statement = (
-        select(Enrolment, Occurrence)
-        .join(Occurrence, Occurrence.id == Enrolment.occurrence_id)
-        .where(Enrolment.id.in_(ids))
-        .order_by(Enrolment.id)
-        .with_for_update(of=Enrolment, read=mode == "share")
-        # Another transaction may have changed the row while this one waited for the lock.
-        .execution_options(populate_existing=True)
-    )
-    rows = (await session.execute(statement)).all()
+    rows = (await session.execute(_LOCKING_SELECTS[mode], {"ids": ids})).all()
     return {
         enrolment.id: EnrolmentWithOccurrence(enrolment, occurrence)
         for enrolment, occurrence in rows
@@ -103,13 +118,8 @@ async def active_session_ids(session: AsyncSession, administrative_ids: Iterable
     ids = list(set(administrative_ids))
     if not ids:
         return set()
-    rows = await session.scalars(
-        select(EnrolmentLink.session_enrolment_id).where(
-            EnrolmentLink.administrative_enrolment_id.in_(ids),
-            EnrolmentLink.unlinked_at.is_(None),
-        )
-    )
-    return set(rows)
+    connection = await session.connection()
+    return set((await connection.execute(_ACTIVE_SESSION_IDS, {"ids": ids})).scalars())
 
 
 @dataclass(frozen=True)
@@ -145,7 +155,8 @@ async def lock_for_change(
 
 async def transaction_time(session: AsyncSession) -> datetime:
     """Return PostgreSQL's now(): the start of the transaction, the same for every row it writes."""
-    value: datetime = (await session.execute(select(func.now()))).scalar_one()
+    connection = await session.connection()
+    value: datetime = (await connection.execute(_NOW)).scalar_one()
     return value
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -34,6 +34,28 @@ _MAX_REASON_LENGTH = 200
 _LINK_RULE = "Only ACTIVE enrolments that are not deleted can be linked."
 
 
+# Linking runs these; they are built once rather than per call.
+_ACTIVE_LINK_OF_SESSION = (
+    select(EnrolmentLink)
+    .where(
+        EnrolmentLink.session_enrolment_id == bindparam("session_id"),
+        EnrolmentLink.unlinked_at.is_(None),
+    )
+    .execution_options(populate_existing=True)
+)
+_first_unit = aliased(OccurrenceUnit)
+_second_unit = aliased(OccurrenceUnit)
+_SHARED_UNIT = (
+    select(_first_unit.unit_id)
+    .join(_second_unit, _second_unit.unit_id == _first_unit.unit_id)
+    .where(
+        _first_unit.occurrence_id == bindparam("first_id"),
+        _second_unit.occurrence_id == bindparam("second_id"),
+    )
+    .limit(1)
+)
+
+
 @dataclass(frozen=True)
 class LinkResult:
     """The active link between the two enrolments; ``created`` is False when it existed before."""
@@ -45,14 +67,7 @@ class LinkResult:
 async def active_link_of_session(
     session: AsyncSession, session_enrolment_id: int
 ) -> EnrolmentLink | None:
-    return await session.scalar(
-        select(EnrolmentLink)
-        .where(
-            EnrolmentLink.session_enrolment_id == session_enrolment_id,
-            EnrolmentLink.unlinked_at.is_(None),
-        )
-        .execution_options(populate_existing=True)
-    )
+    return await session.scalar(_ACTIVE_LINK_OF_SESSION, {"session_id": session_enrolment_id})
 
 
 async def link_enrolments(
@@ -265,14 +280,10 @@ def occurrences_overlap(first: Occurrence, second: Occurrence) -> bool:
 
 
 async def share_units(session: AsyncSession, first_id: int, second_id: int) -> bool:
-    first = aliased(OccurrenceUnit)
-    second = aliased(OccurrenceUnit)
-    shared = await session.scalar(
-        select(first.unit_id)
-        .join(second, second.unit_id == first.unit_id)
-        .where(first.occurrence_id == first_id, second.occurrence_id == second_id)
-        .limit(1)
-    )
+    connection = await session.connection()
+    shared = (
+        await connection.execute(_SHARED_UNIT, {"first_id": first_id, "second_id": second_id})
+    ).scalar()
     return shared is not None
 
 

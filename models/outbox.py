@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -24,6 +24,42 @@ RECONCILE_TASK = "enrolink.reconcile"
 # Key in AsyncSession.info under which the outbox rows written by this session wait to be
 # published once the transaction commits.
 PENDING_KEY = "enrolink.outbox_messages"
+
+
+# The statements below run in nearly every mutation. They are built once: building them per
+# call (an alias, a sub-select, cache keys) cost more than executing them. They run on the
+# session's connection, as plain Core statements: none of them needs the ORM's bookkeeping.
+
+# An UPDATE locks rows in the order its plan reads them, which for a sequential scan is the
+# order they are stored in. The sub-select locks them in id order first, as the roll-up task
+# does, so a request and a roll-up sharing enrolments queue instead of deadlocking. FOR NO KEY
+# UPDATE is the lock the UPDATE takes anyway, so foreign-key checks still pass.
+_locked = aliased(Enrolment)
+_MARK_ROLL_UP_PENDING = (
+    update(Enrolment)
+    .where(
+        Enrolment.id.in_(
+            select(_locked.id)
+            .where(_locked.id.in_(bindparam("ids", expanding=True)))
+            .order_by(_locked.id)
+            .with_for_update(key_share=True)
+        )
+    )
+    .values(roll_up_version=Enrolment.roll_up_version + 1)
+)
+_INSERT_OUTBOX = (
+    insert(OutboxMessage)
+    .values(task_name=bindparam("task_name"), payload=bindparam("payload"))
+    .returning(OutboxMessage.id)
+)
+_ADMINISTRATIVE_IDS_OF_SESSIONS = (
+    select(EnrolmentLink.administrative_enrolment_id)
+    .where(
+        EnrolmentLink.session_enrolment_id.in_(bindparam("ids", expanding=True)),
+        EnrolmentLink.unlinked_at.is_(None),
+    )
+    .distinct()
+)
 
 
 @dataclass(frozen=True)
@@ -47,23 +83,8 @@ async def request_roll_up(
     ids = sorted(set(administrative_enrolment_ids))
     if not ids:
         return None
-    # An UPDATE locks rows in the order its plan reads them, which for a sequential scan is
-    # the order they are stored in. The sub-select locks them in id order first, as the roll-up
-    # task does, so a request and a roll-up sharing enrolments queue instead of deadlocking.
-    # FOR NO KEY UPDATE is the lock the UPDATE takes anyway, so foreign-key checks still pass.
-    locked = aliased(Enrolment)
-    in_id_order = (
-        select(locked.id)
-        .where(locked.id.in_(ids))
-        .order_by(locked.id)
-        .with_for_update(key_share=True)
-    )
-    await session.execute(
-        update(Enrolment)
-        .where(Enrolment.id.in_(in_id_order))
-        .values(roll_up_version=Enrolment.roll_up_version + 1)
-        .execution_options(synchronize_session=False)
-    )
+    connection = await session.connection()
+    await connection.execute(_MARK_ROLL_UP_PENDING, {"ids": ids})
     return await enqueue(
         session, ROLL_UP_TASK, {"administrative_enrolment_ids": ids, "reason": reason}
     )
@@ -71,12 +92,9 @@ async def request_roll_up(
 
 async def enqueue(session: AsyncSession, task_name: str, payload: dict[str, Any]) -> int:
     """Write an outbox row for a task; it is published only after the transaction commits."""
-    outbox_id = (
-        await session.execute(
-            insert(OutboxMessage)
-            .values(task_name=task_name, payload=payload)
-            .returning(OutboxMessage.id)
-        )
+    connection = await session.connection()
+    outbox_id: int = (
+        await connection.execute(_INSERT_OUTBOX, {"task_name": task_name, "payload": payload})
     ).scalar_one()
     pending: list[PendingMessage] = session.info.setdefault(PENDING_KEY, [])
     pending.append(PendingMessage(outbox_id, task_name, payload))
@@ -90,15 +108,9 @@ async def request_roll_up_for_sessions(
     ids = list(set(session_enrolment_ids))
     if not ids:
         return None
+    connection = await session.connection()
     administrative_ids = (
-        await session.execute(
-            select(EnrolmentLink.administrative_enrolment_id)
-            .where(
-                EnrolmentLink.session_enrolment_id.in_(ids),
-                EnrolmentLink.unlinked_at.is_(None),
-            )
-            .distinct()
-        )
+        await connection.execute(_ADMINISTRATIVE_IDS_OF_SESSIONS, {"ids": ids})
     ).scalars()
     return await request_roll_up(session, administrative_ids, reason=reason)
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import and_, insert, select
+from sqlalchemy import and_, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.enrolment_locks import (
@@ -46,6 +46,29 @@ _RECORD_RULE = "Results can be recorded only on ACTIVE or COMPLETED enrolments."
 # rows one transaction locks; it is an estimate set well above the size of a class.
 MAX_ENTRIES = 1000
 _RECORDED_BY_LENGTH = 100
+
+
+# Recording one result runs these; they are built once rather than per call.
+_UNIT_BY_ID = select(Unit).where(Unit.id == bindparam("id"))
+# The enrolled units of one unit that are still units of their enrolment's occurrence.
+_LOCK_ENROLLED_UNITS = (
+    select(EnrolledUnit)
+    .join(Enrolment, Enrolment.id == EnrolledUnit.enrolment_id)
+    .join(
+        OccurrenceUnit,
+        and_(
+            OccurrenceUnit.occurrence_id == Enrolment.occurrence_id,
+            OccurrenceUnit.unit_id == EnrolledUnit.unit_id,
+        ),
+    )
+    .where(
+        EnrolledUnit.enrolment_id.in_(bindparam("ids", expanding=True)),
+        EnrolledUnit.unit_id == bindparam("unit_id"),
+    )
+    .order_by(EnrolledUnit.id)
+    .with_for_update(of=EnrolledUnit, key_share=True)
+    .execution_options(populate_existing=True)
+)
 
 
 @dataclass(frozen=True)
@@ -337,7 +360,7 @@ def _words(field: str) -> str:
 
 
 async def _require_unit(session: AsyncSession, unit_id: int) -> Unit:
-    unit = await session.get(Unit, unit_id)
+    unit = await session.scalar(_UNIT_BY_ID, {"id": unit_id})
     if unit is None:
         raise DomainError(
             ErrorCode.NOT_FOUND,
@@ -369,21 +392,7 @@ async def _lock_enrolled_units(
     ids = sorted(set(enrolment_ids))
     if not ids:
         return {}
-    rows = await session.scalars(
-        select(EnrolledUnit)
-        .join(Enrolment, Enrolment.id == EnrolledUnit.enrolment_id)
-        .join(
-            OccurrenceUnit,
-            and_(
-                OccurrenceUnit.occurrence_id == Enrolment.occurrence_id,
-                OccurrenceUnit.unit_id == EnrolledUnit.unit_id,
-            ),
-        )
-        .where(EnrolledUnit.enrolment_id.in_(ids), EnrolledUnit.unit_id == unit_id)
-        .order_by(EnrolledUnit.id)
-        .with_for_update(of=EnrolledUnit, key_share=True)
-        .execution_options(populate_existing=True)
-    )
+    rows = await session.scalars(_LOCK_ENROLLED_UNITS, {"ids": ids, "unit_id": unit_id})
     return {row.enrolment_id: row for row in rows}
 
 
