@@ -2,8 +2,13 @@
 
 Every request to a protected path must carry ``Authorization: Bearer <token>``. A missing or
 malformed header, or an unknown, expired or revoked token, gets HTTP 401 with a GraphQL-shaped
-JSON body and a ``WWW-Authenticate`` header (RFC 6750), and nothing behind the middleware runs.
-A valid token becomes ``request.state.caller``, which the GraphQL view turns into the context.
+JSON body and a ``WWW-Authenticate`` header (RFC 6750).
+
+The check has two steps. :class:`BearerAuthMiddleware` rejects a request whose header is
+missing or malformed before anything reads its body, and stores the secret as
+``request.state.bearer_secret``. The GraphQL view then looks the token up with
+:func:`authenticate_request` as the first statement of the request's own transaction, so a
+request costs one transaction, not one for the token and another for the operation.
 """
 
 from __future__ import annotations
@@ -11,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Collection
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from models.tokens import TokenRejected, authenticate, looks_like_token
-from schema.context import Caller
+from models.tokens import TokenCheck, TokenRejected, check_token, looks_like_token
 from workers.errors import is_retryable
 
 log = structlog.get_logger(__name__)
@@ -79,11 +84,43 @@ def bearer_secret(authorization: str | None) -> str:
     return secret
 
 
-class BearerAuthMiddleware:
-    """Authenticate HTTP requests except those to ``open_paths`` and GraphiQL's page.
+class AuthenticationFailed(Exception):
+    """The token check ended the request; ``response`` (a 401 or a 503) says why."""
 
-    The token lookup uses the application's sessionmaker (``app.state.enrolink``) in a short
-    transaction of its own, which also records last_used_at when that is due.
+    def __init__(self, response: JSONResponse) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def authenticate_request(
+    session: AsyncSession, secret: str, *, path: str, request_id: str | None
+) -> TokenCheck:
+    """Look the token up in the request's session, or raise AuthenticationFailed with a reply.
+
+    An unknown, expired or revoked token gets 401. When PostgreSQL cannot be reached (restarting,
+    failing over) or the pool is exhausted, the client gets 503 with a request id and a hint to
+    retry, instead of a bare 500.
+    """
+    try:
+        return await check_token(session, secret)
+    except TokenRejected as rejection:
+        log.info("auth.rejected", path=path, reason=rejection.reason)
+        raise AuthenticationFailed(
+            unauthenticated_response(rejection.reason, invalid_token=True)
+        ) from None
+    except Exception as error:
+        if not is_retryable(error):
+            raise
+        log.warning("auth.database_unavailable", path=path, error=repr(error))
+        raise AuthenticationFailed(unavailable_response(request_id)) from error
+
+
+class BearerAuthMiddleware:
+    """Reject requests without a well-formed bearer token, except to ``open_paths`` and GraphiQL.
+
+    This step needs no database, so a client without a token cannot make the server read its
+    body or take a connection. The token's secret goes on as ``request.state.bearer_secret``;
+    the GraphQL view looks it up (:func:`authenticate_request`).
     """
 
     def __init__(
@@ -108,32 +145,8 @@ class BearerAuthMiddleware:
             )
             await response(scope, receive, send)
             return
-
-        state = scope["app"].state.enrolink
-        try:
-            async with state.sessionmaker() as session:
-                token = await authenticate(session, secret)
-                await session.commit()
-        except TokenRejected as rejection:
-            log.info("auth.rejected", path=scope["path"], reason=rejection.reason)
-            response = unauthenticated_response(rejection.reason, invalid_token=True)
-            await response(scope, receive, send)
-            return
-        except Exception as error:
-            # A lost or refused connection (PostgreSQL restarting) or an exhausted pool would
-            # otherwise reach the client as a bare 500 with no request id and no hint to retry.
-            if not is_retryable(error):
-                raise
-            request_id = scope.get("state", {}).get("request_id")
-            log.warning("auth.database_unavailable", path=scope["path"], error=repr(error))
-            await unavailable_response(request_id)(scope, receive, send)
-            return
-
-        scope.setdefault("state", {})["caller"] = Caller(
-            role=token.role, partner_id=token.partner_id, token_id=token.id, name=token.name
-        )
-        with structlog.contextvars.bound_contextvars(token_id=token.id):
-            await self.app(scope, receive, send)
+        scope.setdefault("state", {})["bearer_secret"] = secret
+        await self.app(scope, receive, send)
 
     def _is_open(self, scope: Scope) -> bool:
         path: str = scope["path"]

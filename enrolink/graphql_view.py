@@ -1,5 +1,6 @@
 """The /graphql endpoint: one session and one transaction per request, committed once.
 
+The transaction starts with the bearer-token lookup (enrolink.auth.authenticate_request).
 Mutations run their domain operations in savepoints (see schema.context.Context.write). This
 view commits after the whole operation has executed. It then hands the outbox messages written
 in the transaction to the publisher, which sends them to the broker in the background.
@@ -23,7 +24,7 @@ from strawberry.http import GraphQLRequestData
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
-from enrolink.auth import unauthenticated_response
+from enrolink.auth import AuthenticationFailed, authenticate_request, unauthenticated_response
 from models.outbox import PendingMessage, take_pending
 from schema.compiled import RawJSON, compiled_reads
 from schema.context import Caller, Context
@@ -52,10 +53,10 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
             await request.close(code=4404)
             return request
         state = request.app.state.enrolink
-        caller: Caller | None = getattr(request.state, "caller", None)
-        if caller is None:
-            # Only BearerAuthMiddleware sets the caller. It lets GraphiQL's page through without
-            # one because the page contains no data. Nothing else may run without a caller.
+        secret: str | None = getattr(request.state, "bearer_secret", None)
+        if secret is None:
+            # Only BearerAuthMiddleware sets the secret. It lets GraphiQL's page through without
+            # one because the page contains no data. Nothing else may run without a token.
             if self.graphql_ide and self.should_render_graphql_ide(
                 self.request_adapter_class(request)
             ):
@@ -65,19 +66,36 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
                 invalid_token=False,
             )
         request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
+        # The whole body is read before the token lookup takes a connection from the pool, so
+        # a client that sends its body slowly holds no connection meanwhile. Starlette keeps
+        # the body for Strawberry to parse.
+        await request.body()
         async with state.sessionmaker() as session:
+            try:
+                check = await authenticate_request(
+                    session, secret, path=request.url.path, request_id=request_id
+                )
+            except AuthenticationFailed as failure:
+                return failure.response
+            token = check.token
             request_context = Context(
                 session=session,
-                caller=caller,
+                caller=Caller(
+                    role=token.role, partner_id=token.partner_id, token_id=token.id, name=token.name
+                ),
                 request_id=request_id,
                 default_page_size=state.settings.default_page_size,
                 max_page_size=state.settings.max_page_size,
                 reconcile_batch_size=state.settings.reconcile_batch_size,
+                token_use_recorded=check.use_recorded,
             )
             # Leaving the session block without a commit rolls the transaction back, also when
             # the client disconnects and the request is cancelled, so no connection leaks.
             try:
-                with compiled_reads(state.settings.compiled_reads):
+                with (
+                    structlog.contextvars.bound_contextvars(token_id=token.id),
+                    compiled_reads(state.settings.compiled_reads),
+                ):
                     return await super().run(
                         request, context=request_context, root_value=root_value
                     )
@@ -118,6 +136,8 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
             request_data=request_data,
         )
         if not context.has_writes:
+            if context.token_use_recorded:
+                await self._commit_token_use(context)
             return result
         try:
             async with context.lock:
@@ -143,6 +163,15 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
             self.background.add(task)
             task.add_done_callback(self.background.discard)
         return result
+
+    async def _commit_token_use(self, context: Context) -> None:
+        """Commit a read whose token check recorded last_used_at; a failure only loses that."""
+        try:
+            async with context.lock:
+                await context.session.commit()
+        except Exception:
+            # The read's answer stands; a later request records the token's use.
+            log.warning("auth.last_used_not_saved", request_id=context.request_id, exc_info=True)
 
     async def _publish(self, messages: list[PendingMessage]) -> None:
         assert self.publisher is not None

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.enums import TokenRole
@@ -132,20 +132,32 @@ async def create_token(
     return IssuedToken(token=token, secret=secret)
 
 
-async def authenticate(
+@dataclass(frozen=True)
+class TokenCheck:
+    """A valid token, and whether this check wrote its last_used_at (the caller then commits)."""
+
+    token: ApiToken
+    use_recorded: bool
+
+
+# The token lookup runs first in every request, so its statement is built once.
+_TOKEN_BY_HASH = (
+    select(ApiToken)
+    .where(ApiToken.token_hash == bindparam("token_hash"))
+    .execution_options(**{AUTHENTICATION_OPTION: True})
+)
+
+
+async def check_token(
     session: AsyncSession, secret: str, *, now: datetime | None = None
-) -> ApiToken:
+) -> TokenCheck:
     """Return the token row for ``secret``, or raise TokenRejected saying why it is not valid.
 
     Costs one lookup on the unique index of token_hash. When last_used_at is older than
-    LAST_USED_RESOLUTION, it is updated too; the caller commits.
+    LAST_USED_RESOLUTION, it is updated too, and ``use_recorded`` tells the caller to commit.
     """
     now = now or datetime.now(UTC)
-    token = await session.scalar(
-        select(ApiToken)
-        .where(ApiToken.token_hash == hash_token(secret))
-        .execution_options(**{AUTHENTICATION_OPTION: True})
-    )
+    token = await session.scalar(_TOKEN_BY_HASH, {"token_hash": hash_token(secret)})
     if token is None:
         raise TokenRejected(
             "The bearer token is not valid; check that it was copied whole. A token that an "
@@ -163,21 +175,38 @@ async def authenticate(
             f"The bearer token expired at {token.expires_at.isoformat()}; ask staff for a new one."
         )
 
-    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
-        # The condition repeats the check in SQL, so concurrent requests write at most once.
-        await session.execute(
-            update(ApiToken)
-            .where(
-                ApiToken.id == token.id,
-                or_(
-                    ApiToken.last_used_at.is_(None),
-                    ApiToken.last_used_at <= now - LAST_USED_RESOLUTION,
-                ),
-            )
-            .values(last_used_at=now)
-            .execution_options(**{AUTHENTICATION_OPTION: True})
+    if token.last_used_at is not None and now - token.last_used_at < LAST_USED_RESOLUTION:
+        return TokenCheck(token=token, use_recorded=False)
+    # The lookup runs in the request's own transaction, which may last seconds. SKIP LOCKED
+    # leaves the row to a concurrent request that is writing it already, instead of waiting
+    # for that request to finish; the condition repeats the check, so the row is written at
+    # most once per interval.
+    due = (
+        select(ApiToken.id)
+        .where(
+            ApiToken.id == token.id,
+            or_(
+                ApiToken.last_used_at.is_(None),
+                ApiToken.last_used_at <= now - LAST_USED_RESOLUTION,
+            ),
         )
-    return token
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    written = await session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == due)
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False, **{AUTHENTICATION_OPTION: True})
+    )
+    return TokenCheck(token=token, use_recorded=bool(getattr(written, "rowcount", 0)))
+
+
+async def authenticate(
+    session: AsyncSession, secret: str, *, now: datetime | None = None
+) -> ApiToken:
+    """Return the token row for ``secret`` as :func:`check_token` does; the caller commits."""
+    return (await check_token(session, secret, now=now)).token
 
 
 async def list_tokens(session: AsyncSession) -> Sequence[tuple[ApiToken, str | None]]:

@@ -82,6 +82,8 @@ class Context:
     # at once ("another operation is in progress"), so every use of the session takes this lock.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     has_writes: bool = False
+    # The token check wrote the token's last_used_at, so even a read commits.
+    token_use_recorded: bool = False
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
