@@ -31,11 +31,10 @@ from enrolink.middleware import RequestIdMiddleware
 from enrolink.request_guards import RequestGuardMiddleware
 from enrolink.settings import Settings, get_settings
 from models.db import create_engine_from_settings, create_sessionmaker
-from models.outbox import PendingMessage
 from schema import build_schema
 from schema.limits import limit_extensions
-from workers.celery_app import EnrolinkCelery, create_celery_app
-from workers.publisher import publish_pending
+from workers.celery_app import create_celery_app
+from workers.publisher import OutboxPublisher
 
 log = structlog.get_logger(__name__)
 
@@ -138,16 +137,21 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
             settings=settings, engine=engine, sessionmaker=sessionmaker, redis=redis_client
         )
         celery_app = None
+        outbox_publisher = None
         if graphql.publisher is None:
             # One Celery app per API process, configured from these settings (broker URL and
             # queue names), so tests and replicas with their own settings publish correctly.
             celery_app = create_celery_app(settings)
-            graphql.publisher = _celery_publisher(sessionmaker, celery_app)
+            outbox_publisher = OutboxPublisher(sessionmaker, celery_app)
+            graphql.publisher = outbox_publisher
         log.info("api.started")
         try:
             yield
         finally:
             await graphql.drain()
+            if outbox_publisher is not None:
+                await outbox_publisher.close()
+                graphql.publisher = None
             if celery_app is not None:
                 celery_app.close()
             await redis_client.aclose()
@@ -201,14 +205,3 @@ def _middleware(settings: Settings) -> list[Middleware]:
         ),
     ]
     return middleware
-
-
-def _celery_publisher(
-    sessionmaker: async_sessionmaker[AsyncSession], celery_app: EnrolinkCelery
-) -> Publisher:
-    """Return a publisher that sends outbox messages through ``celery_app`` after commit."""
-
-    async def publish(messages: list[PendingMessage]) -> None:
-        await publish_pending(messages, sessionmaker, celery_app=celery_app)
-
-    return publish
