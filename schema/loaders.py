@@ -9,7 +9,7 @@ not refresh objects already in the session.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple
@@ -419,34 +419,56 @@ class EnrolmentPageByClientIdLoader(EnrolmentPageByOccurrenceIdLoader):
         return Enrolment.client_id
 
 
+L = TypeVar("L", bound=DataLoader[Any, Any])
+
+
+class _PerRequest(Generic[L]):
+    """A loader made on first use: a mutation's payload reads few of them, and the set of
+    loaders is made again after every write."""
+
+    def __init__(self, loader: Callable[[Context], L]) -> None:
+        self.loader = loader
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, loaders: Loaders, owner: type | None = None) -> L:
+        made = self.loader(loaders.context)
+        # Stored on the instance, which then finds it before this descriptor.
+        loaders.__dict__[self.name] = made
+        return made
+
+
 class Loaders:
     """The loaders of one request; replaced after every write so no stale row is served."""
 
     def __init__(self, context: Context) -> None:
-        self.unit_by_id = UnitByIdLoader(context)
-        self.programme_by_id = ProgrammeByIdLoader(context)
-        self.occurrence_by_id = OccurrenceByIdLoader(context)
-        self.client_by_id = ClientByIdLoader(context)
-        self.partner_by_id = PartnerByIdLoader(context)
-        self.enrolment_by_id = EnrolmentByIdLoader(context)
-        self.result_by_id = ResultByIdLoader(context)
-        self.class_by_id = ClassByIdLoader(context)
-        self.attendance_by_id = AttendanceByIdLoader(context)
-        self.attendance_type_by_id = AttendanceTypeByIdLoader(context)
-        self.payment_by_id = PaymentByIdLoader(context)
-        self.enrolment_link_by_id = EnrolmentLinkByIdLoader(context)
-        self.reconciliation_run_by_id = ReconciliationRunByIdLoader(context)
-        self.units_by_programme_id = UnitsByProgrammeIdLoader(context)
-        self.units_by_occurrence_id = UnitsByOccurrenceIdLoader(context)
-        self.results_by_enrolment_id = ResultsByEnrolmentIdLoader(context)
-        self.linked_enrolments_by_enrolment_id = LinkedEnrolmentsByEnrolmentIdLoader(context)
-        self.links_by_enrolment_id = LinksByEnrolmentIdLoader(context)
-        self.shared_units_by_link_id = SharedUnitsByLinkIdLoader(context)
-        self.classes_by_occurrence_id = ClassesByOccurrenceIdLoader(context)
-        self.attendances_by_enrolment_id = AttendancesByEnrolmentIdLoader(context)
-        self.payments_by_enrolment_id = PaymentsByEnrolmentIdLoader(context)
-        self.charges_by_enrolment_id = ChargesByEnrolmentIdLoader(context)
-        self.counts_by_reconciliation_run_id = CountsByReconciliationRunIdLoader(context)
-        self.balance_by_enrolment_id = BalanceByEnrolmentIdLoader(context)
-        self.enrolment_page_by_occurrence_id = EnrolmentPageByOccurrenceIdLoader(context)
-        self.enrolment_page_by_client_id = EnrolmentPageByClientIdLoader(context)
+        self.context = context
+
+    unit_by_id = _PerRequest(UnitByIdLoader)
+    programme_by_id = _PerRequest(ProgrammeByIdLoader)
+    occurrence_by_id = _PerRequest(OccurrenceByIdLoader)
+    client_by_id = _PerRequest(ClientByIdLoader)
+    partner_by_id = _PerRequest(PartnerByIdLoader)
+    enrolment_by_id = _PerRequest(EnrolmentByIdLoader)
+    result_by_id = _PerRequest(ResultByIdLoader)
+    class_by_id = _PerRequest(ClassByIdLoader)
+    attendance_by_id = _PerRequest(AttendanceByIdLoader)
+    attendance_type_by_id = _PerRequest(AttendanceTypeByIdLoader)
+    payment_by_id = _PerRequest(PaymentByIdLoader)
+    enrolment_link_by_id = _PerRequest(EnrolmentLinkByIdLoader)
+    reconciliation_run_by_id = _PerRequest(ReconciliationRunByIdLoader)
+    units_by_programme_id = _PerRequest(UnitsByProgrammeIdLoader)
+    units_by_occurrence_id = _PerRequest(UnitsByOccurrenceIdLoader)
+    results_by_enrolment_id = _PerRequest(ResultsByEnrolmentIdLoader)
+    linked_enrolments_by_enrolment_id = _PerRequest(LinkedEnrolmentsByEnrolmentIdLoader)
+    links_by_enrolment_id = _PerRequest(LinksByEnrolmentIdLoader)
+    shared_units_by_link_id = _PerRequest(SharedUnitsByLinkIdLoader)
+    classes_by_occurrence_id = _PerRequest(ClassesByOccurrenceIdLoader)
+    attendances_by_enrolment_id = _PerRequest(AttendancesByEnrolmentIdLoader)
+    payments_by_enrolment_id = _PerRequest(PaymentsByEnrolmentIdLoader)
+    charges_by_enrolment_id = _PerRequest(ChargesByEnrolmentIdLoader)
+    counts_by_reconciliation_run_id = _PerRequest(CountsByReconciliationRunIdLoader)
+    balance_by_enrolment_id = _PerRequest(BalanceByEnrolmentIdLoader)
+    enrolment_page_by_occurrence_id = _PerRequest(EnrolmentPageByOccurrenceIdLoader)
+    enrolment_page_by_client_id = _PerRequest(EnrolmentPageByClientIdLoader)
