@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -29,20 +31,33 @@ def create_engine(
     server_settings = {"application_name": application_name, "timezone": "UTC", "jit": "off"}
     if statement_timeout_ms:
         server_settings["statement_timeout"] = str(statement_timeout_ms)
-    return create_async_engine(
+    engine = create_async_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout_seconds,
-        # A connection that PostgreSQL dropped (restart, failover) is replaced before use
-        # instead of failing the request that drew it from the pool.
-        pool_pre_ping=True,
         connect_args={
             "server_settings": server_settings,
             "prepared_statement_cache_size": prepared_statement_cache_size,
         },
         **engine_options,
     )
+    event.listen(engine.sync_engine.pool, "checkout", _replace_closed_connection)
+    return engine
+
+
+def _replace_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Make the pool replace a connection that PostgreSQL has closed, before anyone uses it.
+
+    A restarting PostgreSQL closes every connection, and asyncpg notices the closed socket at
+    once, so this check costs no round trip. SQLAlchemy's pre-ping would send three (BEGIN, an
+    empty statement, ROLLBACK) on every checkout: about a tenth of a short mutation's time. A
+    connection lost without the socket closing fails its first statement instead; SQLAlchemy
+    then discards every pooled connection, and the request gets a 503 asking for a retry.
+    """
+    if dbapi_connection.driver_connection.is_closed():
+        # The pool discards the connection and checks out another, a few times at most.
+        raise DisconnectionError("PostgreSQL closed this pooled connection.")
 
 
 def create_engine_from_settings(settings: Any, *, application_name: str) -> AsyncEngine:
