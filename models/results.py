@@ -11,8 +11,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import and_, bindparam, insert, select
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models.enrolment_locks import (
     EnrolmentWithOccurrence,
@@ -48,7 +49,28 @@ MAX_ENTRIES = 1000
 _RECORDED_BY_LENGTH = 100
 
 
-# Recording one result runs these; they are built once rather than per call.
+# Recording results runs these; they are built once rather than per call. Both writes are plain
+# Core statements: one row or a thousand, they go as one executemany, with none of the ORM's
+# bookkeeping.
+_INSERT_HISTORY = insert(EnrolledUnitHistory)
+_UPDATE_RESULT = (
+    update(EnrolledUnit)
+    .where(EnrolledUnit.id == bindparam("target_id"))
+    .values(
+        {
+            name: bindparam(name)
+            for name in (
+                "outcome",
+                "start_date",
+                "end_date",
+                "source",
+                "source_enrolled_unit_id",
+                "recorded_at",
+                "recorded_by",
+            )
+        }
+    )
+)
 _UNIT_BY_ID = select(Unit).where(Unit.id == bindparam("id"))
 # The enrolled units of one unit that are still units of their enrolment's occurrence.
 _LOCK_ENROLLED_UNITS = (
@@ -250,6 +272,7 @@ async def write_results(
     now = await transaction_time(session)
     recorder = recorded_by[:_RECORDED_BY_LENGTH] if recorded_by else None
     history: list[dict[str, object]] = []
+    updates: list[dict[str, object]] = []
     changed_enrolment_ids: set[int] = set()
     for change in changes:
         enrolled_unit = change.enrolled_unit
@@ -270,18 +293,27 @@ async def write_results(
                     "replaced_by": recorder,
                 }
             )
-        enrolled_unit.outcome = int(change.outcome)
-        enrolled_unit.start_date = change.start_date
-        enrolled_unit.end_date = change.end_date
-        enrolled_unit.source = ResultSource.RECORDED
-        enrolled_unit.source_enrolled_unit_id = None
-        enrolled_unit.recorded_at = now
-        enrolled_unit.recorded_by = recorder
+        values: dict[str, object] = {
+            "outcome": int(change.outcome),
+            "start_date": change.start_date,
+            "end_date": change.end_date,
+            "source": ResultSource.RECORDED,
+            "source_enrolled_unit_id": None,
+            "recorded_at": now,
+            "recorded_by": recorder,
+        }
+        updates.append({"target_id": enrolled_unit.id, **values})
+        # The rows are written below with one statement; the loaded objects take the same
+        # values as already saved, so the session has nothing left to flush for them.
+        for name, value in values.items():
+            set_committed_value(enrolled_unit, name, value)
         changed_enrolment_ids.add(enrolled_unit.enrolment_id)
 
+    connection = await session.connection()
     if history:
-        await session.execute(insert(EnrolledUnitHistory), history)
-    await session.flush()
+        await connection.execute(_INSERT_HISTORY, history)
+    if updates:
+        await connection.execute(_UPDATE_RESULT, updates)
     await request_roll_up_for_sessions(session, changed_enrolment_ids, reason=reason)
     return changed_enrolment_ids
 
