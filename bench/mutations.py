@@ -36,7 +36,7 @@ from schema.ids import encode_id
 
 # Unmeasured: the first requests prepare statements on each pooled connection and fill the
 # application's caches, on both sides.
-WARM_UP = Phase(16, 48, 60.0)
+WARM_UP = Phase(16, 32, 60.0)
 PHASES = [Phase(1, 200, 60.0), Phase(16, 320, 60.0)]
 BURST = 1_000
 BURST_CONCURRENCY = 16
@@ -179,7 +179,6 @@ async def run_mutations(server_url: str) -> list[str]:
                     **queues,
                     "ENROLINK_BENCH_RECORD_PATH": str(record_path),
                 }
-                phases: list[tuple[str, Phase, LoadResult | None, list[Transaction]]] = []
                 links = _link_inputs(link_pairs)
                 records = _record_inputs(results)
                 with ServerProcess(
@@ -191,34 +190,15 @@ async def run_mutations(server_url: str) -> list[str]:
                     headers=headers,
                 ) as server:
                     async with connection_pool(server.base_url) as client:
-                        for label, document, inputs in (
-                            ("linkEnrolments", LINK, links),
-                            ("recordResult", RECORD, records),
-                        ):
-                            for measured, phase in [(False, WARM_UP)] + [(True, p) for p in PHASES]:
-                                before = len(read_transactions(record_path))
-
-                                async def request(
-                                    document: str = document, inputs: Iterator[Any] = inputs
-                                ) -> None:
-                                    await _send(client, headers, document, next(inputs))
-
-                                result = await run_load(request, phase)
-                                transactions = [
-                                    transaction
-                                    for transaction in read_transactions(record_path)[before:]
-                                    if not _is_publisher(transaction)
-                                ]
-                                phases.append(
-                                    (label, phase, result if measured else None, transactions)
-                                )
-
+                        phases = await _measure_over_http(
+                            client, headers, record_path, links, records
+                        )
                         lines += [
-                            _line(f"{label} over HTTP", measured_result)
-                            for label, _, measured_result, _ in phases
+                            _line(f"{name} over HTTP", measured_result)
+                            for name, _, measured_result, _ in phases
                             if measured_result is not None
                         ]
-                        for label, phase, measured_result, transactions in phases:
+                        for name, phase, measured_result, transactions in phases:
                             replayed = await _replay(
                                 plain_url(replay_url), transactions, phase.concurrency
                             )
@@ -226,7 +206,7 @@ async def run_mutations(server_url: str) -> list[str]:
                                 continue
                             statements = statistics.mean(len(t) for t in transactions)
                             lines.append(
-                                _line(f"{label} statements sent with asyncpg", replayed)
+                                _line(f"{name} statements sent with asyncpg", replayed)
                                 + f", {statements:.1f} statements per transaction"
                             )
 
@@ -237,6 +217,35 @@ async def run_mutations(server_url: str) -> list[str]:
         forget_queues(suffix)
         record_path.unlink(missing_ok=True)
     return lines
+
+
+async def _measure_over_http(
+    client: ConnectionPool,
+    headers: dict[str, str],
+    record_path: Path,
+    links: Iterator[dict[str, Any]],
+    records: Iterator[dict[str, Any]],
+) -> list[tuple[str, Phase, LoadResult | None, list[Transaction]]]:
+    """Run each mutation's warm-up and measured phases; return them with their transactions."""
+    phases: list[tuple[str, Phase, LoadResult | None, list[Transaction]]] = []
+    for name, document, inputs in (
+        ("linkEnrolments", LINK, links),
+        ("recordResult", RECORD, records),
+    ):
+        for measured, phase in [(False, WARM_UP)] + [(True, p) for p in PHASES]:
+            before = len(read_transactions(record_path))
+
+            async def request(document: str = document, inputs: Iterator[Any] = inputs) -> None:
+                await _send(client, headers, document, next(inputs))
+
+            result = await run_load(request, phase)
+            transactions = [
+                transaction
+                for transaction in read_transactions(record_path)[before:]
+                if not _is_publisher(transaction)
+            ]
+            phases.append((name, phase, result if measured else None, transactions))
+    return phases
 
 
 async def _outbox_lag(
