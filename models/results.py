@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import TypeVarTuple
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import Select, and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -37,6 +38,8 @@ from models.tables import (
     OccurrenceUnit,
     Unit,
 )
+
+Ts = TypeVarTuple("Ts")
 
 # A completed enrolment still accepts corrections (an outcome changed after an appeal, say);
 # withdrawn, cancelled and deleted enrolments are closed to new results.
@@ -72,17 +75,25 @@ _UPDATE_RESULT = (
     )
 )
 _UNIT_BY_ID = select(Unit).where(Unit.id == bindparam("id"))
-# The enrolled units of one unit that are still units of their enrolment's occurrence.
-_LOCK_ENROLLED_UNITS = (
-    select(EnrolledUnit)
-    .join(Enrolment, Enrolment.id == EnrolledUnit.enrolment_id)
-    .join(
+
+
+def of_current_units(statement: Select[*Ts]) -> Select[*Ts]:
+    """Keep the enrolled units that are still units of their enrolment's occurrence.
+
+    Removing a unit from an occurrence leaves the enrolled units that hold a result or history
+    in place, but they are no longer the enrolment's results.
+    """
+    return statement.join(Enrolment, Enrolment.id == EnrolledUnit.enrolment_id).join(
         OccurrenceUnit,
         and_(
             OccurrenceUnit.occurrence_id == Enrolment.occurrence_id,
             OccurrenceUnit.unit_id == EnrolledUnit.unit_id,
         ),
     )
+
+
+_LOCK_ENROLLED_UNITS = (
+    of_current_units(select(EnrolledUnit))
     .where(
         EnrolledUnit.enrolment_id.in_(bindparam("ids", expanding=True)),
         EnrolledUnit.unit_id == bindparam("unit_id"),

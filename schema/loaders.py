@@ -19,6 +19,7 @@ from sqlalchemy.orm import aliased
 from strawberry.dataloader import DataLoader
 
 from models.enums import EnrolmentStatus
+from models.results import of_current_units
 from models.tables import (
     Attendance,
     AttendanceType,
@@ -172,15 +173,7 @@ class ResultsByEnrolmentIdLoader(GroupLoader):
 
     def statement(self, keys: list[int]) -> Select[int, Any]:
         return _fresh(
-            select(EnrolledUnit.enrolment_id, EnrolledUnit)
-            .join(Enrolment, Enrolment.id == EnrolledUnit.enrolment_id)
-            .join(
-                OccurrenceUnit,
-                and_(
-                    OccurrenceUnit.occurrence_id == Enrolment.occurrence_id,
-                    OccurrenceUnit.unit_id == EnrolledUnit.unit_id,
-                ),
-            )
+            of_current_units(select(EnrolledUnit.enrolment_id, EnrolledUnit))
             .where(EnrolledUnit.enrolment_id.in_(keys))
             .order_by(EnrolledUnit.enrolment_id, OccurrenceUnit.position, EnrolledUnit.id)
         )
