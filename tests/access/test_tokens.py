@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +27,9 @@ CREATE_UNIT = """
 mutation { createUnit(input: {code: "TOK1", title: "Token unit"}) { unit { id } errors { code } } }
 """
 PARTNERS = "{ partners { code } }"
+# A request that waited for the locked token row would wait until the test's transaction ends,
+# which happens only after this many seconds.
+LOCKED_ROW_TIMEOUT_SECONDS = 10.0
 
 
 async def _post(
@@ -265,3 +269,31 @@ async def test_authenticate_rejects_revoked(session: AsyncSession) -> None:
 
     with pytest.raises(Exception, match="revoked"):
         await authenticate(session, issued.secret)
+
+
+async def test_token_use_skipped_while_row_locked(graphql: GraphQLClient) -> None:
+    secret = await issue_token(graphql.app)
+    token_hash = hashlib.sha256(secret.encode()).hexdigest()
+    sessionmaker = graphql.app.state.enrolink.sessionmaker
+
+    async with sessionmaker() as holder, holder.begin():
+        # Another request's transaction holds the row while recording the token's use.
+        await holder.execute(
+            select(ApiToken.id).where(ApiToken.token_hash == token_hash).with_for_update()
+        )
+        body = await asyncio.wait_for(
+            graphql.execute(PARTNERS, token=secret), timeout=LOCKED_ROW_TIMEOUT_SECONDS
+        )
+    async with sessionmaker() as session:
+        last_used = await session.scalar(
+            select(ApiToken.last_used_at).where(ApiToken.token_hash == token_hash)
+        )
+    await graphql.execute(PARTNERS, token=secret)
+    async with sessionmaker() as session:
+        recorded = await session.scalar(
+            select(ApiToken.last_used_at).where(ApiToken.token_hash == token_hash)
+        )
+
+    assert "errors" not in body, body
+    assert last_used is None
+    assert recorded is not None
