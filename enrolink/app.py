@@ -171,8 +171,9 @@ def _middleware(settings: Settings) -> list[Middleware]:
     """Return the middleware, outermost first.
 
     CORS comes first so that preflight requests and the 401 and 413 responses carry its headers.
-    Authentication comes before the body is read, so an unauthenticated client cannot make the
-    server buffer a body.
+    The bearer header's shape is checked before the body is read, so a client without a token
+    cannot make the server buffer a body. A well-formed but unknown token is rejected by the
+    GraphQL view after the body is read, which the body-size limit bounds.
     """
     # Outermost, so every later layer (CORS, metrics, authentication) logs inside the request id
     # and every response, a 401 included, carries X-Request-Id.

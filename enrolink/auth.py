@@ -85,7 +85,7 @@ def bearer_secret(authorization: str | None) -> str:
 
 
 class AuthenticationFailed(Exception):
-    """The token check ended the request; ``response`` (a 401 or a 503) says why."""
+    """The token check ended the request, and ``response`` (a 401 or a 503) is sent instead."""
 
     def __init__(self, response: JSONResponse) -> None:
         super().__init__(response.status_code)
@@ -118,9 +118,9 @@ async def authenticate_request(
 class BearerAuthMiddleware:
     """Reject requests without a well-formed bearer token, except to ``open_paths`` and GraphiQL.
 
-    This step needs no database, so a client without a token cannot make the server read its
-    body or take a connection. The token's secret goes on as ``request.state.bearer_secret``;
-    the GraphQL view looks it up (:func:`authenticate_request`).
+    This step needs no database, so a client without a well-formed token cannot make the server
+    read its body or take a connection. The secret is stored as ``request.state.bearer_secret``,
+    and the GraphQL view looks it up (:func:`authenticate_request`).
     """
 
     def __init__(

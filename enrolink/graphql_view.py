@@ -67,7 +67,7 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
             )
         request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
         # The whole body is read before the token lookup takes a connection from the pool, so
-        # a client that sends its body slowly holds no connection meanwhile. Starlette keeps
+        # a client that sends its body slowly keeps no connection busy. Starlette keeps
         # the body for Strawberry to parse.
         await request.body()
         async with state.sessionmaker() as session:
@@ -170,7 +170,7 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
             async with context.lock:
                 await context.session.commit()
         except Exception:
-            # The read's answer stands; a later request records the token's use.
+            # The read's result is still returned, and a later request records the token's use.
             log.warning("auth.last_used_not_saved", request_id=context.request_id, exc_info=True)
 
     async def _publish(self, messages: list[PendingMessage]) -> None:

@@ -314,8 +314,8 @@ async def write_results(
             "recorded_by": recorder,
         }
         updates.append({"target_id": enrolled_unit.id, **values})
-        # The rows are written below with one statement; the loaded objects take the same
-        # values as already saved, so the session has nothing left to flush for them.
+        # The rows are written below with one statement. The loaded objects take the same
+        # values as saved state, so the session has nothing left to flush for them.
         for name, value in values.items():
             set_committed_value(enrolled_unit, name, value)
         changed_enrolment_ids.add(enrolled_unit.enrolment_id)

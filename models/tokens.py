@@ -154,7 +154,7 @@ async def check_token(
     """Return the token row for ``secret``, or raise TokenRejected saying why it is not valid.
 
     Costs one lookup on the unique index of token_hash. When last_used_at is older than
-    LAST_USED_RESOLUTION, it is updated too, and ``use_recorded`` tells the caller to commit.
+    LAST_USED_RESOLUTION, it is updated too, and ``use_recorded`` is True: the caller commits.
     """
     now = now or datetime.now(UTC)
     token = await session.scalar(_TOKEN_BY_HASH, {"token_hash": hash_token(secret)})
@@ -179,7 +179,7 @@ async def check_token(
         return TokenCheck(token=token, use_recorded=False)
     # The lookup runs in the request's own transaction, which may last seconds. SKIP LOCKED
     # leaves the row to a concurrent request that is writing it already, instead of waiting
-    # for that request to finish; the condition repeats the check, so the row is written at
+    # for that request to finish. The condition repeats the check, so the row is written at
     # most once per interval.
     due = (
         select(ApiToken.id)

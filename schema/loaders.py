@@ -416,8 +416,8 @@ L = TypeVar("L", bound=DataLoader[Any, Any])
 
 
 class _PerRequest(Generic[L]):
-    """A loader made on first use: a mutation's payload reads few of them, and the set of
-    loaders is made again after every write."""
+    """A loader created on first use, because a mutation's payload reads few of them and the
+    loaders are created again after every write."""
 
     def __init__(self, loader: Callable[[Context], L]) -> None:
         self.loader = loader

@@ -277,7 +277,7 @@ async def test_token_use_skipped_while_row_locked(graphql: GraphQLClient) -> Non
     sessionmaker = graphql.app.state.enrolink.sessionmaker
 
     async with sessionmaker() as holder, holder.begin():
-        # Another request's transaction holds the row while recording the token's use.
+        # Another request's transaction locks the row while it records the token's use.
         await holder.execute(
             select(ApiToken.id).where(ApiToken.token_hash == token_hash).with_for_update()
         )
