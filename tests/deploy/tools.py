@@ -44,7 +44,7 @@ def packaged_file(package: str, relative_path: str) -> Path:
     except PackageNotFoundError:
         raise AssertionError(
             f"The package {package} is not installed. Install the dev extras with "
-            "`pip install -e '.[dev]'`."
+            "`pip install -c constraints.txt -e '.[dev]'`."
         ) from None
     for file in files:
         if file.as_posix() == relative_path or file.as_posix().endswith("/" + relative_path):
