@@ -162,6 +162,15 @@ class OutboxPublisher:
             self._task = asyncio.create_task(
                 self._run(), name="enrolink-outbox-publisher", context=contextvars.Context()
             )
+            self._task.add_done_callback(self._log_failure)
+
+    def _log_failure(self, task: asyncio.Task[None]) -> None:
+        """Log a publisher task that died of an unexpected error; the next rows start a new one."""
+        if task.cancelled() or task.exception() is None:
+            return
+        # Every row it had taken is still in the outbox. Sent ids wait for the next task's stamp,
+        # and the relay sends any row that nobody stamps.
+        log.error("outbox.publisher_failed", exc_info=task.exception())
 
     async def close(self, wait_seconds: float = 5.0) -> None:
         """Send and stamp what is left within ``wait_seconds``; the relay does the rest."""

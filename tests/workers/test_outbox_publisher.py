@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 import redis
 import structlog
 from sqlalchemy import select
@@ -165,3 +166,42 @@ async def test_publisher_outlives_idle_periods(
     await publisher.close()
 
     assert _queued(worker_stack) == 2
+
+
+async def test_failed_task_logged_and_replaced(
+    worker_stack: WorkerStack,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    publisher = OutboxPublisher(
+        sessionmaker, worker_stack.celery_app(), stamp_interval_seconds=0.05
+    )
+    original_stamp = OutboxPublisher._stamp
+
+    async def broken_stamp(self: OutboxPublisher) -> None:
+        raise RuntimeError("stamping is broken")
+
+    monkeypatch.setattr(OutboxPublisher, "_stamp", broken_stamp)
+    first = await _committed_rows(sessionmaker, 1)
+    with structlog.testing.capture_logs() as logs:
+        await publisher(first)
+
+        async def failure_logged() -> bool:
+            return any(entry["event"] == "outbox.publisher_failed" for entry in logs)
+
+        await wait_until(
+            failure_logged, within_seconds=PUBLISHED_WITHIN_SECONDS, what="the failure's log"
+        )
+    monkeypatch.setattr(OutboxPublisher, "_stamp", original_stamp)
+    second = await _committed_rows(sessionmaker, 1)
+    await publisher(second)
+    await wait_until(
+        lambda: _all_stamped(sessionmaker, second),
+        within_seconds=PUBLISHED_WITHIN_SECONDS,
+        what="the new task's stamp",
+    )
+    await publisher.close()
+
+    assert _queued(worker_stack) == 2
+    # The failed task had sent the first row; its id waited, and the new task stamped it too.
+    assert [count for count, _ in await _stamps(sessionmaker, first + second)] == [1, 1]
