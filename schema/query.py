@@ -8,7 +8,9 @@ import strawberry
 from sqlalchemy import Select, or_, select
 
 from models import tables
+from models.clients import EMAIL_MAX_LENGTH
 from models.enums import OccurrenceKind as OccurrenceKindEnum
+from models.validation import clean_text
 from schema.access import restrict
 from schema.ids import decode_cursor, decode_id, decode_node_id, encode_cursor
 from schema.loaders import Page
@@ -88,7 +90,14 @@ def _connection(connection_type: Any, edge_type: Any, page: Page[Any]) -> Any:
 
 
 def _search_pattern(search: str) -> str:
-    escaped = search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    """Return the ILIKE pattern for ``search``, or raise INVALID_INPUT for unusable text.
+
+    Control characters are rejected as in every text input, since PostgreSQL fails a statement
+    whose text contains U+0000. No searched column (client code, names, email, USI) is longer
+    than an email, so a longer search is rejected too.
+    """
+    text = clean_text(search, field="search", max_length=EMAIL_MAX_LENGTH, required=False)
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 

@@ -13,6 +13,7 @@ from graphql import (
 )
 from sqlalchemy import text
 
+from models.errors import DomainError
 from schema.compiled.build import Build, Fallback, Handler, Plan
 from schema.compiled.objects import (
     NODE_TABLES,
@@ -68,7 +69,10 @@ def _node(build: Build, _row: str, field: CollectedField) -> str:
 def _search(value: Any, _context: Context) -> str | None:
     if value is None or not value.strip():
         return None
-    return _search_pattern(value)
+    try:
+        return _search_pattern(value)
+    except DomainError as error:
+        raise Fallback from error
 
 
 def _occurrence_kind(build: Build, _row: str, inner: str, field: CollectedField) -> list[str]:

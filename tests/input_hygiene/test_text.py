@@ -163,3 +163,28 @@ async def test_text_length_counts_characters(graphql: GraphQLClient) -> None:
 
     assert returned(accepted, "surname") == "\U0002070e" * 100
     assert [error["field"] for error in rejected["errors"]] == ["surname"]
+
+
+async def test_client_search_rejects_control_characters(graphql: GraphQLClient) -> None:
+    await given_world(graphql)
+
+    for character in CONTROL_CHARACTERS:
+        body = await graphql.execute(
+            "query ($search: String) { clients(search: $search) { edges { cursor } } }",
+            {"search": f"Smi{character}th"},
+        )
+
+        (error,) = body["errors"]
+        assert error["extensions"]["code"] == "INVALID_INPUT", (character, body)
+        assert f"U+{ord(character):04X} at position 3" in error["message"], (character, body)
+
+
+async def test_client_search_rejects_long_text(graphql: GraphQLClient) -> None:
+    body = await graphql.execute(
+        "query ($search: String) { clients(search: $search) { edges { cursor } } }",
+        {"search": "x" * 255},
+    )
+
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "INVALID_INPUT", body
+    assert "search is 255 characters long; at most 254" in error["message"], body
