@@ -202,6 +202,10 @@ def link_error(world: World, administrative_id: int, session_id: int) -> str | N
     session = world.enrolments[session_id]
     if world.links.get(session_id) == administrative_id:
         return None
+    # Ids passed the wrong way round are reported first, even for two clients' enrolments,
+    # with a message that says how to pass them.
+    if administrative.kind == "SESSION" and session.kind == "ADMINISTRATIVE":
+        return "WRONG_OCCURRENCE_KIND"
     if administrative.client_id != session.client_id:
         return "CLIENT_MISMATCH"
     if administrative.kind != "ADMINISTRATIVE" or session.kind != "SESSION":
