@@ -44,11 +44,11 @@ class Connection:
             if name.strip().lower() == "content-length":
                 length = int(value.strip())
         if length is None:
-            raise HTTPStatusError(f"the response has no Content-Length: {status_line}")
+            raise HTTPStatusError(f"The response has no Content-Length header: {status_line}")
         data = await self.reader.readexactly(length)
         status = int(status_line.split(" ", 2)[1])
         if status != 200:
-            raise HTTPStatusError(f"{status_line}: {data[:500]!r}")
+            raise HTTPStatusError(f"The server returned {status_line}: {data[:500]!r}")
         return json.loads(data)
 
 

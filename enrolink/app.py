@@ -148,7 +148,6 @@ def create_app(settings: Settings | None = None, publisher: Publisher | None = N
         try:
             yield
         finally:
-            await graphql.drain()
             if outbox_publisher is not None:
                 await outbox_publisher.close()
                 graphql.publisher = None

@@ -8,10 +8,9 @@ in the transaction to the publisher, which sends them to the broker in the backg
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -36,15 +35,15 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-Publisher = Callable[[list[PendingMessage]], Awaitable[None]]
+# Takes the outbox messages of a committed transaction and returns at once: it only queues them
+# (workers.publisher.OutboxPublisher sends them in a task of its own).
+Publisher = Callable[[list[PendingMessage]], None]
 
 
 class EnrolinkGraphQL(GraphQL[Context, None]):
     def __init__(self, *args: Any, publisher: Publisher | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.publisher = publisher
-        # Strong references to publishing tasks, so they are not garbage-collected mid-flight.
-        self.background: set[asyncio.Task[None]] = set()
 
     async def run(  # type: ignore[override]
         self, request: Request | WebSocket, context: Any = UNSET, root_value: Any = UNSET
@@ -159,9 +158,7 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
             )
         messages = take_pending(context.session)
         if messages and self.publisher is not None:
-            task = asyncio.create_task(self._publish(messages))
-            self.background.add(task)
-            task.add_done_callback(self.background.discard)
+            self.publisher(messages)
         return result
 
     async def _commit_token_use(self, context: Context) -> None:
@@ -172,18 +169,3 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
         except Exception:
             # The read's result is still returned, and a later request records the token's use.
             log.warning("auth.last_used_not_saved", request_id=context.request_id, exc_info=True)
-
-    async def _publish(self, messages: list[PendingMessage]) -> None:
-        assert self.publisher is not None
-        try:
-            await self.publisher(messages)
-        except Exception:
-            # The relay publishes whatever is left, so a failure here only delays the task.
-            log.exception(
-                "outbox.publish_failed", outbox_ids=[message.outbox_id for message in messages]
-            )
-
-    async def drain(self, wait_seconds: float = 5.0) -> None:
-        """Wait a little for publishing tasks on shutdown; the relay covers any left over."""
-        if self.background:
-            await asyncio.wait(self.background, timeout=wait_seconds)

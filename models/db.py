@@ -52,7 +52,7 @@ def _replace_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any)
     A restarting PostgreSQL closes every connection, and asyncpg notices the closed socket at
     once, so this check costs no round trip. SQLAlchemy's pre-ping would send three (BEGIN, an
     empty statement, ROLLBACK) on every checkout, about 0.35 ms of each request here. A
-    connection lost without the socket closing, or taken in the moment before asyncpg sees the
+    connection lost without the socket closing, or taken in the moment before asyncpg detects the
     closed socket, fails its first statement instead, and the request gets a 503 asking for a
     retry.
     """

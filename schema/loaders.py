@@ -416,20 +416,23 @@ L = TypeVar("L", bound=DataLoader[Any, Any])
 
 
 class _PerRequest(Generic[L]):
-    """A loader created on first use, because a mutation's payload reads few of them and the
-    loaders are created again after every write."""
+    """A loader attribute of Loaders, created on first use.
 
-    def __init__(self, loader: Callable[[Context], L]) -> None:
-        self.loader = loader
+    A mutation's payload reads few loaders, and the loaders are created again after every write,
+    so creating all of them up front was wasted work.
+    """
+
+    def __init__(self, factory: Callable[[Context], L]) -> None:
+        self.factory = factory
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
     def __get__(self, loaders: Loaders, owner: type | None = None) -> L:
-        made = self.loader(loaders.context)
+        loader = self.factory(loaders.context)
         # Stored on the instance, which then finds it before this descriptor.
-        loaders.__dict__[self.name] = made
-        return made
+        loaders.__dict__[self.name] = loader
+        return loader
 
 
 class Loaders:

@@ -3,8 +3,8 @@
 Once a request's transaction has committed, the API hands the rows that
 ``models.outbox.take_pending`` returned to its process's :class:`OutboxPublisher`, which sends
 them at once and stamps them as published in batches. :func:`publish_pending` does both for one
-set of rows. A failure is logged and never raised: the rows stay unpublished and the relay
-(``workers.relay``) sends them later.
+set of rows. A failure is logged, not raised, and the relay (``workers.relay``) sends the rows
+left unpublished later.
 """
 
 from __future__ import annotations
@@ -95,6 +95,13 @@ async def publish_pending(
     """
     if not messages:
         return
+    published = await _send_in_thread(celery_app, messages)
+    if published:
+        await _stamp_published(sessionmaker, published)
+
+
+async def _send_in_thread(celery_app: Any, messages: list[PendingMessage]) -> list[int]:
+    """Send the messages from a worker thread; return the ids Redis accepted, logging the rest."""
     try:
         app = celery_app if celery_app is not None else _default_app()
         outcome = await asyncio.to_thread(publish_messages, app, messages)
@@ -105,18 +112,22 @@ async def publish_pending(
         )
     if outcome.unsent:
         log.warning("outbox.publish_failed", outbox_ids=outcome.unsent, error=outcome.error)
-    if not outcome.published:
-        return
+    return outcome.published
 
+
+async def _stamp_published(
+    sessionmaker: async_sessionmaker[AsyncSession], outbox_ids: list[int]
+) -> None:
+    """Stamp the rows as published in a transaction of their own, logging a failure."""
     try:
         async with sessionmaker() as session, session.begin():
-            await mark_published(session, outcome.published)
+            await mark_published(session, outbox_ids)
     except Exception as error:
         # The tasks are on their way, and the relay sends them once more later. A task whose
         # outbox row is processed returns at once, so the duplicate does nothing.
-        log.warning("outbox.mark_published_failed", outbox_ids=outcome.published, error=repr(error))
+        log.warning("outbox.mark_published_failed", outbox_ids=outbox_ids, error=repr(error))
         return
-    log.info("outbox.published", outbox_ids=outcome.published)
+    log.info("outbox.published", outbox_ids=outbox_ids)
 
 
 # The publisher stamps sent rows as published at most this often, in one statement for all of
@@ -151,7 +162,7 @@ class OutboxPublisher:
         self._task: asyncio.Task[None] | None = None
         self._last_stamp = time.monotonic()
 
-    async def __call__(self, messages: list[PendingMessage]) -> None:
+    def __call__(self, messages: list[PendingMessage]) -> None:
         if not messages:
             return
         self._queued.extend(messages)
@@ -169,7 +180,7 @@ class OutboxPublisher:
         if task.cancelled() or task.exception() is None:
             return
         # Every row it had taken is still in the outbox. Sent ids wait for the next task's stamp,
-        # and the relay sends any row that nobody stamps.
+        # and the relay sends again any row that no task stamps.
         log.error("outbox.publisher_failed", exc_info=task.exception())
 
     async def close(self, wait_seconds: float = 5.0) -> None:
@@ -206,25 +217,9 @@ class OutboxPublisher:
         return self._last_stamp + self.stamp_interval_seconds - time.monotonic()
 
     async def _send(self, batch: list[PendingMessage]) -> None:
-        try:
-            outcome = await asyncio.to_thread(publish_messages, self.celery_app, batch)
-        except Exception as error:
-            outcome = PublishOutcome(
-                unsent=[message.outbox_id for message in batch], error=repr(error)
-            )
-        if outcome.unsent:
-            log.warning("outbox.publish_failed", outbox_ids=outcome.unsent, error=outcome.error)
-        self._sent.extend(outcome.published)
+        self._sent.extend(await _send_in_thread(self.celery_app, batch))
 
     async def _stamp(self) -> None:
         stamped, self._sent = self._sent, []
         self._last_stamp = time.monotonic()
-        try:
-            async with self.sessionmaker() as session, session.begin():
-                await mark_published(session, stamped)
-        except Exception as error:
-            # The tasks are on their way, and the relay sends them once more later. A task
-            # whose outbox row is processed returns at once, so the duplicate does nothing.
-            log.warning("outbox.mark_published_failed", outbox_ids=stamped, error=repr(error))
-            return
-        log.info("outbox.published", outbox_ids=stamped)
+        await _stamp_published(self.sessionmaker, stamped)

@@ -79,7 +79,7 @@ def app_client() -> AppClient:
     return client
 
 
-async def _publish_nothing(messages: object) -> None:
+def _publish_nothing(messages: object) -> None:
     """Leave outbox rows unpublished; these tests read the outbox, they do not run tasks."""
 
 

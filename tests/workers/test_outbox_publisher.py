@@ -69,8 +69,8 @@ async def test_rows_sent_then_stamped_together(
     first = await _committed_rows(sessionmaker, 2)
     second = await _committed_rows(sessionmaker, 3)
 
-    await publisher(first)
-    await publisher(second)
+    publisher(first)
+    publisher(second)
 
     await wait_until(
         lambda: _all_stamped(sessionmaker, first + second),
@@ -94,7 +94,7 @@ async def test_close_stamps_rows_already_sent(
     )
     messages = await _committed_rows(sessionmaker, 2)
 
-    await publisher(messages)
+    publisher(messages)
 
     async def sent() -> bool:
         return _queued(worker_stack) == 2
@@ -125,7 +125,7 @@ async def test_rows_left_to_relay_when_redis_down(
         private_redis.stop()
 
         with structlog.testing.capture_logs() as logs:
-            await publisher(messages)
+            publisher(messages)
             await publisher.close(wait_seconds=PUBLISHED_WITHIN_SECONDS)
 
         failures = [entry for entry in logs if entry["event"] == "outbox.publish_failed"]
@@ -147,7 +147,7 @@ async def test_publisher_outlives_idle_periods(
         sessionmaker, worker_stack.celery_app(), stamp_interval_seconds=0.05
     )
     first = await _committed_rows(sessionmaker, 1)
-    await publisher(first)
+    publisher(first)
 
     await wait_until(
         lambda: _all_stamped(sessionmaker, first),
@@ -157,7 +157,7 @@ async def test_publisher_outlives_idle_periods(
     # Idle for several intervals, then more rows: the same task wakes and sends them.
     await asyncio.sleep(0.3)
     second = await _committed_rows(sessionmaker, 1)
-    await publisher(second)
+    publisher(second)
     await wait_until(
         lambda: _all_stamped(sessionmaker, second),
         within_seconds=PUBLISHED_WITHIN_SECONDS,
@@ -184,7 +184,7 @@ async def test_failed_task_logged_and_replaced(
     monkeypatch.setattr(OutboxPublisher, "_stamp", broken_stamp)
     first = await _committed_rows(sessionmaker, 1)
     with structlog.testing.capture_logs() as logs:
-        await publisher(first)
+        publisher(first)
 
         async def failure_logged() -> bool:
             return any(entry["event"] == "outbox.publisher_failed" for entry in logs)
@@ -194,7 +194,7 @@ async def test_failed_task_logged_and_replaced(
         )
     monkeypatch.setattr(OutboxPublisher, "_stamp", original_stamp)
     second = await _committed_rows(sessionmaker, 1)
-    await publisher(second)
+    publisher(second)
     await wait_until(
         lambda: _all_stamped(sessionmaker, second),
         within_seconds=PUBLISHED_WITHIN_SECONDS,
