@@ -203,7 +203,7 @@ def link_error(world: World, administrative_id: int, session_id: int) -> str | N
     if world.links.get(session_id) == administrative_id:
         return None
     # Ids passed the wrong way round are reported first, even for two clients' enrolments,
-    # with a message that says how to pass them.
+    # with a message that explains how to pass them.
     if administrative.kind == "SESSION" and session.kind == "ADMINISTRATIVE":
         return "WRONG_OCCURRENCE_KIND"
     if administrative.client_id != session.client_id:
