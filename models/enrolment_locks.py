@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, any_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models.direct import ID_ARRAY, DirectStatement
 from models.enums import EnrolmentStatus
 from models.errors import DomainError, ErrorCode
 from models.references import global_id
@@ -43,11 +44,13 @@ _LOCKING_SELECTS: dict[LockMode, Select[Enrolment, Occurrence]] = {
     "update": _locking_select("update"),
     "share": _locking_select("share"),
 }
-_ACTIVE_SESSION_IDS = select(EnrolmentLink.session_enrolment_id).where(
-    EnrolmentLink.administrative_enrolment_id.in_(bindparam("ids", expanding=True)),
-    EnrolmentLink.unlinked_at.is_(None),
+_ACTIVE_SESSION_IDS = DirectStatement(
+    select(EnrolmentLink.session_enrolment_id).where(
+        EnrolmentLink.administrative_enrolment_id == any_(bindparam("ids", type_=ID_ARRAY)),
+        EnrolmentLink.unlinked_at.is_(None),
+    )
 )
-_NOW = select(func.now())
+_NOW = DirectStatement(select(func.now()))
 
 
 def enrolment_label(enrolment_id: int, occurrence_code: str) -> str:
@@ -118,8 +121,7 @@ async def active_session_ids(session: AsyncSession, administrative_ids: Iterable
     ids = list(set(administrative_ids))
     if not ids:
         return set()
-    connection = await session.connection()
-    return set((await connection.execute(_ACTIVE_SESSION_IDS, {"ids": ids})).scalars())
+    return set(await _ACTIVE_SESSION_IDS.scalars(session, {"ids": ids}))
 
 
 @dataclass(frozen=True)
@@ -155,8 +157,7 @@ async def lock_for_change(
 
 async def transaction_time(session: AsyncSession) -> datetime:
     """Return PostgreSQL's now(): the start of the transaction, the same for every row it writes."""
-    connection = await session.connection()
-    value: datetime = (await connection.execute(_NOW)).scalar_one()
+    value: datetime = await _NOW.scalar_one(session)
     return value
 
 

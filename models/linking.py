@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, make_transient_to_detached
 
+from models.direct import DirectStatement
 from models.enrolment_locks import (
     EnrolmentWithOccurrence,
     describe_range,
@@ -45,7 +46,7 @@ _ACTIVE_LINK_OF_SESSION = (
 )
 _first_unit = aliased(OccurrenceUnit)
 _second_unit = aliased(OccurrenceUnit)
-_SHARED_UNIT = (
+_SHARED_UNIT = DirectStatement(
     select(_first_unit.unit_id)
     .join(_second_unit, _second_unit.unit_id == _first_unit.unit_id)
     .where(
@@ -53,6 +54,16 @@ _SHARED_UNIT = (
         _second_unit.occurrence_id == bindparam("second_id"),
     )
     .limit(1)
+)
+# linked_at takes the column's default, now(): the time the transaction started.
+_INSERT_LINK = DirectStatement(
+    insert(EnrolmentLink)
+    .values(
+        administrative_enrolment_id=bindparam("administrative_id"),
+        session_enrolment_id=bindparam("session_id"),
+        linked_by=bindparam("linked_by"),
+    )
+    .returning(EnrolmentLink.id, EnrolmentLink.linked_at)
 )
 
 
@@ -114,16 +125,43 @@ async def link_enrolments(
             field=session_field,
         )
 
-    link = EnrolmentLink(
-        administrative_enrolment_id=administrative_enrolment_id,
-        session_enrolment_id=session_enrolment_id,
-        linked_at=await transaction_time(session),
-        linked_by=linked_by,
+    link = await _insert_link(
+        session, administrative_enrolment_id, session_enrolment_id, linked_by=linked_by
     )
-    session.add(link)
-    await session.flush()
     await request_roll_up(session, [administrative_enrolment_id], reason="link.created")
     return LinkResult(link=link, created=True)
+
+
+async def _insert_link(
+    session: AsyncSession, administrative_id: int, session_id: int, *, linked_by: str | None
+) -> EnrolmentLink:
+    """Insert the link with one direct statement and add it to the session as a loaded row.
+
+    The ORM's flush would cost more than the statement itself. The returned object is attached
+    to the session as if a query had loaded it, so later reads in the request find it.
+    """
+    row = (
+        await _INSERT_LINK.fetch(
+            session,
+            {
+                "administrative_id": administrative_id,
+                "session_id": session_id,
+                "linked_by": linked_by,
+            },
+        )
+    )[0]
+    link = EnrolmentLink(
+        id=row["id"],
+        administrative_enrolment_id=administrative_id,
+        session_enrolment_id=session_id,
+        linked_at=row["linked_at"],
+        linked_by=linked_by,
+        unlinked_at=None,
+        unlink_reason=None,
+    )
+    make_transient_to_detached(link)
+    session.add(link)
+    return link
 
 
 async def _check_link_rules(
@@ -280,11 +318,8 @@ def occurrences_overlap(first: Occurrence, second: Occurrence) -> bool:
 
 
 async def share_units(session: AsyncSession, first_id: int, second_id: int) -> bool:
-    connection = await session.connection()
-    shared = (
-        await connection.execute(_SHARED_UNIT, {"first_id": first_id, "second_id": second_id})
-    ).scalar()
-    return shared is not None
+    shared = await _SHARED_UNIT.fetch(session, {"first_id": first_id, "second_id": second_id})
+    return bool(shared)
 
 
 async def unit_codes(session: AsyncSession, occurrence_id: int) -> list[str]:

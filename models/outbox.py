@@ -12,10 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import any_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from models.direct import ID_ARRAY, DirectStatement
 from models.tables import Enrolment, EnrolmentLink, OutboxMessage
 
 ROLL_UP_TASK = "enrolink.roll_up"
@@ -26,36 +27,35 @@ RECONCILE_TASK = "enrolink.reconcile"
 PENDING_KEY = "enrolink.outbox_messages"
 
 
-# The statements below run in nearly every mutation. They are built once: building them per
-# call (an alias, a sub-select, cache keys) cost more than executing them. They run on the
-# session's connection, as plain Core statements: none of them needs the ORM's bookkeeping.
+# The statements below run in nearly every mutation, so they are direct statements: compiled
+# once and sent to asyncpg without SQLAlchemy's work per call (see models.direct).
 
 # An UPDATE locks rows in the order its plan reads them, which for a sequential scan is the
 # order they are stored in. The sub-select locks them in id order first, as the roll-up task
 # does, so a request and a roll-up sharing enrolments queue instead of deadlocking. FOR NO KEY
 # UPDATE is the lock the UPDATE takes anyway, so foreign-key checks still pass.
 _locked = aliased(Enrolment)
-_MARK_ROLL_UP_PENDING = (
+_MARK_ROLL_UP_PENDING = DirectStatement(
     update(Enrolment)
     .where(
         Enrolment.id.in_(
             select(_locked.id)
-            .where(_locked.id.in_(bindparam("ids", expanding=True)))
+            .where(_locked.id == any_(bindparam("ids", type_=ID_ARRAY)))
             .order_by(_locked.id)
             .with_for_update(key_share=True)
         )
     )
     .values(roll_up_version=Enrolment.roll_up_version + 1)
 )
-_INSERT_OUTBOX = (
+_INSERT_OUTBOX = DirectStatement(
     insert(OutboxMessage)
     .values(task_name=bindparam("task_name"), payload=bindparam("payload"))
     .returning(OutboxMessage.id)
 )
-_ADMINISTRATIVE_IDS_OF_SESSIONS = (
+_ADMINISTRATIVE_IDS_OF_SESSIONS = DirectStatement(
     select(EnrolmentLink.administrative_enrolment_id)
     .where(
-        EnrolmentLink.session_enrolment_id.in_(bindparam("ids", expanding=True)),
+        EnrolmentLink.session_enrolment_id == any_(bindparam("ids", type_=ID_ARRAY)),
         EnrolmentLink.unlinked_at.is_(None),
     )
     .distinct()
@@ -83,8 +83,7 @@ async def request_roll_up(
     ids = sorted(set(administrative_enrolment_ids))
     if not ids:
         return None
-    connection = await session.connection()
-    await connection.execute(_MARK_ROLL_UP_PENDING, {"ids": ids})
+    await _MARK_ROLL_UP_PENDING.execute(session, {"ids": ids})
     return await enqueue(
         session, ROLL_UP_TASK, {"administrative_enrolment_ids": ids, "reason": reason}
     )
@@ -92,10 +91,9 @@ async def request_roll_up(
 
 async def enqueue(session: AsyncSession, task_name: str, payload: dict[str, Any]) -> int:
     """Write an outbox row for a task; it is published only after the transaction commits."""
-    connection = await session.connection()
-    outbox_id: int = (
-        await connection.execute(_INSERT_OUTBOX, {"task_name": task_name, "payload": payload})
-    ).scalar_one()
+    outbox_id: int = await _INSERT_OUTBOX.scalar_one(
+        session, {"task_name": task_name, "payload": payload}
+    )
     pending: list[PendingMessage] = session.info.setdefault(PENDING_KEY, [])
     pending.append(PendingMessage(outbox_id, task_name, payload))
     return outbox_id
@@ -108,10 +106,7 @@ async def request_roll_up_for_sessions(
     ids = list(set(session_enrolment_ids))
     if not ids:
         return None
-    connection = await session.connection()
-    administrative_ids = (
-        await connection.execute(_ADMINISTRATIVE_IDS_OF_SESSIONS, {"ids": ids})
-    ).scalars()
+    administrative_ids = await _ADMINISTRATIVE_IDS_OF_SESSIONS.scalars(session, {"ids": ids})
     return await request_roll_up(session, administrative_ids, reason=reason)
 
 

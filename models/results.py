@@ -16,6 +16,7 @@ from sqlalchemy import Select, and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from models.direct import DirectStatement
 from models.enrolment_locks import (
     EnrolmentWithOccurrence,
     describe_range,
@@ -52,27 +53,39 @@ MAX_ENTRIES = 1000
 _RECORDED_BY_LENGTH = 100
 
 
-# Recording results runs these; they are built once rather than per call. Both writes are plain
-# Core statements: one row or a thousand, they go as one executemany, with none of the ORM's
-# bookkeeping.
-_INSERT_HISTORY = insert(EnrolledUnitHistory)
-_UPDATE_RESULT = (
+# Recording results runs these in every call, so they are direct statements (see
+# models.direct). One row or a thousand, each write goes as one executemany.
+_HISTORY_COLUMNS = (
+    "enrolled_unit_id",
+    "outcome",
+    "start_date",
+    "end_date",
+    "source",
+    "source_enrolled_unit_id",
+    "recorded_at",
+    "recorded_by",
+    "replaced_at",
+    "replaced_by",
+)
+_RESULT_COLUMNS = (
+    "outcome",
+    "start_date",
+    "end_date",
+    "source",
+    "source_enrolled_unit_id",
+    "recorded_at",
+    "recorded_by",
+)
+# inline(): no RETURNING of the new ids, which nothing reads.
+_INSERT_HISTORY = DirectStatement(
+    insert(EnrolledUnitHistory)
+    .values({name: bindparam(name) for name in _HISTORY_COLUMNS})
+    .inline()
+)
+_UPDATE_RESULT = DirectStatement(
     update(EnrolledUnit)
     .where(EnrolledUnit.id == bindparam("target_id"))
-    .values(
-        {
-            name: bindparam(name)
-            for name in (
-                "outcome",
-                "start_date",
-                "end_date",
-                "source",
-                "source_enrolled_unit_id",
-                "recorded_at",
-                "recorded_by",
-            )
-        }
-    )
+    .values({name: bindparam(name) for name in _RESULT_COLUMNS})
 )
 _UNIT_BY_ID = select(Unit).where(Unit.id == bindparam("id"))
 
@@ -320,11 +333,8 @@ async def write_results(
             set_committed_value(enrolled_unit, name, value)
         changed_enrolment_ids.add(enrolled_unit.enrolment_id)
 
-    connection = await session.connection()
-    if history:
-        await connection.execute(_INSERT_HISTORY, history)
-    if updates:
-        await connection.execute(_UPDATE_RESULT, updates)
+    await _INSERT_HISTORY.executemany(session, history)
+    await _UPDATE_RESULT.executemany(session, updates)
     await request_roll_up_for_sessions(session, changed_enrolment_ids, reason=reason)
     return changed_enrolment_ids
 

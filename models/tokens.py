@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models.direct import DirectStatement
 from models.enums import TokenRole
 from models.errors import DomainError, ErrorCode
 from models.tables import ApiToken, Partner
@@ -133,78 +134,105 @@ async def create_token(
 
 
 @dataclass(frozen=True)
+class ValidToken:
+    """The parts of a valid token's row that a request needs."""
+
+    id: int
+    name: str
+    role: TokenRole
+    partner_id: int | None
+
+
+@dataclass(frozen=True)
 class TokenCheck:
     """A valid token, and whether this check wrote its last_used_at (the caller then commits)."""
 
-    token: ApiToken
+    token: ValidToken
     use_recorded: bool
 
 
-# The token lookup runs first in every request, so its statement is built once.
-_TOKEN_BY_HASH = (
-    select(ApiToken)
-    .where(ApiToken.token_hash == bindparam("token_hash"))
-    .execution_options(**{AUTHENTICATION_OPTION: True})
+# The token check runs first in every request, so its statements are direct statements (see
+# models.direct), tagged as authentication.
+_TOKEN_BY_HASH = DirectStatement(
+    select(
+        ApiToken.id,
+        ApiToken.name,
+        ApiToken.role,
+        ApiToken.partner_id,
+        ApiToken.expires_at,
+        ApiToken.revoked_at,
+        ApiToken.last_used_at,
+    ).where(ApiToken.token_hash == bindparam("token_hash")),
+    **{AUTHENTICATION_OPTION: True},
+)
+# The lookup runs in the request's own transaction, which may last seconds. SKIP LOCKED leaves
+# the row to a concurrent request that is writing it already, instead of waiting for that
+# request to finish. The condition repeats the check, so the row is written at most once per
+# interval.
+_due = (
+    select(ApiToken.id)
+    .where(
+        ApiToken.id == bindparam("token_id"),
+        or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= bindparam("due_before")),
+    )
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+_RECORD_USE = DirectStatement(
+    update(ApiToken)
+    .where(ApiToken.id == _due)
+    .values(last_used_at=bindparam("now"))
+    .returning(ApiToken.id),
+    **{AUTHENTICATION_OPTION: True},
 )
 
 
 async def check_token(
     session: AsyncSession, secret: str, *, now: datetime | None = None
 ) -> TokenCheck:
-    """Return the token row for ``secret``, or raise TokenRejected saying why it is not valid.
+    """Return the token for ``secret``, or raise TokenRejected saying why it is not valid.
 
     Costs one lookup on the unique index of token_hash. When last_used_at is older than
     LAST_USED_RESOLUTION, it is updated too, and ``use_recorded`` is True: the caller commits.
     """
     now = now or datetime.now(UTC)
-    token = await session.scalar(_TOKEN_BY_HASH, {"token_hash": hash_token(secret)})
-    if token is None:
+    rows = await _TOKEN_BY_HASH.fetch(session, {"token_hash": hash_token(secret)})
+    if not rows:
         raise TokenRejected(
             "The bearer token is not valid; check that it was copied whole. A token that an "
             "earlier `enrolink dev` run printed is unknown once its data folder is deleted, so "
             "use the token that the current run printed."
         )
-    if token.revoked_at is not None:
+    row = rows[0]
+    revoked_at: datetime | None = row["revoked_at"]
+    expires_at: datetime | None = row["expires_at"]
+    last_used_at: datetime | None = row["last_used_at"]
+    if revoked_at is not None:
         raise TokenRejected(
-            f"The bearer token was revoked at {token.revoked_at.isoformat()}; ask staff for a "
+            f"The bearer token was revoked at {revoked_at.isoformat()}; ask staff for a "
             "new one. Each `enrolink dev` run prints a new token and revokes the previous one, "
             "and `enrolink token create` makes one."
         )
-    if token.expires_at is not None and token.expires_at <= now:
+    if expires_at is not None and expires_at <= now:
         raise TokenRejected(
-            f"The bearer token expired at {token.expires_at.isoformat()}; ask staff for a new one."
+            f"The bearer token expired at {expires_at.isoformat()}; ask staff for a new one."
         )
-
-    if token.last_used_at is not None and now - token.last_used_at < LAST_USED_RESOLUTION:
+    # The role column stores the enum's name.
+    token = ValidToken(
+        id=row["id"], name=row["name"], role=TokenRole[row["role"]], partner_id=row["partner_id"]
+    )
+    if last_used_at is not None and now - last_used_at < LAST_USED_RESOLUTION:
         return TokenCheck(token=token, use_recorded=False)
-    # The lookup runs in the request's own transaction, which may last seconds. SKIP LOCKED
-    # leaves the row to a concurrent request that is writing it already, instead of waiting
-    # for that request to finish. The condition repeats the check, so the row is written at
-    # most once per interval.
-    due = (
-        select(ApiToken.id)
-        .where(
-            ApiToken.id == token.id,
-            or_(
-                ApiToken.last_used_at.is_(None),
-                ApiToken.last_used_at <= now - LAST_USED_RESOLUTION,
-            ),
-        )
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
+    written = await _RECORD_USE.fetch(
+        session,
+        {"token_id": token.id, "due_before": now - LAST_USED_RESOLUTION, "now": now},
     )
-    written = await session.execute(
-        update(ApiToken)
-        .where(ApiToken.id == due)
-        .values(last_used_at=now)
-        .execution_options(synchronize_session=False, **{AUTHENTICATION_OPTION: True})
-    )
-    return TokenCheck(token=token, use_recorded=bool(getattr(written, "rowcount", 0)))
+    return TokenCheck(token=token, use_recorded=bool(written))
 
 
 async def authenticate(
     session: AsyncSession, secret: str, *, now: datetime | None = None
-) -> ApiToken:
+) -> ValidToken:
     """Return the token row for ``secret`` as :func:`check_token` does; the caller commits."""
     return (await check_token(session, secret, now=now)).token
 
