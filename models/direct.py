@@ -15,8 +15,9 @@ subclasses, so the callers' handling of unique violations and transaction confli
 same. Rows come back as asyncpg records, with values as asyncpg decodes them: an enum column
 gives its name as a string.
 
-Only plain Core statements qualify: no ORM entities, no expanding ``IN`` (use ``= ANY`` over
-an array parameter) and no column default computed in Python at execution time.
+Only plain Core statements qualify: no expanding ``IN`` (use ``= ANY`` over an array
+parameter) and no column default computed in Python at execution time. To load ORM objects,
+select their table's columns and turn the rows into session objects with an EntityLoader.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-from sqlalchemy import BigInteger
+from sqlalchemy import BigInteger, Numeric, inspect
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_dict, set_committed_value
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import immutabledict
@@ -194,3 +197,58 @@ async def _raise_as_dbapi_error(
         connection_invalidated=invalidated,
         dialect=dialect,
     ) from translated
+
+
+# asyncpg returns NUMERIC values as Decimal. SQLAlchemy's asyncpg dialect picks the result
+# processor of a Numeric column by the type's OID, so the OID of NUMERIC is passed for them.
+_NUMERIC_OID = 1700
+
+
+def _result_processor(column: Any) -> Any:
+    coltype = _NUMERIC_OID if isinstance(column.type, Numeric) else None
+    return column.type._cached_result_processor(_DIALECT, coltype)
+
+
+class EntityLoader:
+    """Turn the columns of one mapped class in a direct statement's rows into session objects.
+
+    Select the class's table columns in table order (``*Model.__table__.columns``) and pass
+    the position of the first one. Each object is attached to the session as if a query had
+    loaded it: a new one joins the identity map with no pending changes, and one the session
+    has loaded already is refreshed with the row's values, as ``populate_existing`` would.
+    """
+
+    def __init__(self, model: type[Any]) -> None:
+        mapper = inspect(model)
+        self.model = model
+        self.columns = list(mapper.local_table.columns)
+        self._mapper = mapper
+        self._keys = [mapper.get_property_by_column(column).key for column in self.columns]
+        self._processors = [_result_processor(column) for column in self.columns]
+        primary_key = mapper.primary_key
+        if len(primary_key) != 1:
+            raise TypeError(
+                f"{model.__name__} has a composite primary key, which is not supported."
+            )
+        self._key_position = self.columns.index(primary_key[0])
+
+    def load(self, session: AsyncSession, row: Any, offset: int = 0) -> Any:
+        """Return the object for the row's columns from ``offset``, attached to ``session``."""
+        values = {}
+        for position, (key, process) in enumerate(zip(self._keys, self._processors, strict=True)):
+            value = row[offset + position]
+            values[key] = process(value) if process is not None else value
+        identity = self._mapper.identity_key_from_primary_key([row[offset + self._key_position]])
+        existing = session.identity_map.get(identity)
+        if existing is not None:
+            for key, value in values.items():
+                set_committed_value(existing, key, value)
+            return existing
+        instance = self._mapper.class_manager.new_instance()
+        # A new instance has no attribute history yet, so the values go straight into its
+        # dictionary, as the ORM's own loading does. make_transient_to_detached then records
+        # them as loaded.
+        instance_dict(instance).update(values)
+        make_transient_to_detached(instance)
+        session.add(instance)
+        return instance

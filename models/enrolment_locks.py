@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
 
-from sqlalchemy import Select, any_, bindparam, func, select
+from sqlalchemy import any_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.direct import ID_ARRAY, DirectStatement
+from models.direct import ID_ARRAY, DirectStatement, EntityLoader
 from models.enums import EnrolmentStatus
 from models.errors import DomainError, ErrorCode
 from models.references import global_id
@@ -27,20 +27,24 @@ from models.tables import Enrolment, EnrolmentLink, Occurrence
 LockMode = Literal["update", "share"]
 
 
-def _locking_select(mode: LockMode) -> Select[Enrolment, Occurrence]:
-    return (
-        select(Enrolment, Occurrence)
+_ENROLMENTS = EntityLoader(Enrolment)
+_OCCURRENCES = EntityLoader(Occurrence)
+
+
+def _locking_select(mode: LockMode) -> DirectStatement:
+    return DirectStatement(
+        select(*_ENROLMENTS.columns, *_OCCURRENCES.columns)
         .join(Occurrence, Occurrence.id == Enrolment.occurrence_id)
-        .where(Enrolment.id.in_(bindparam("ids", expanding=True)))
+        .where(Enrolment.id == any_(bindparam("ids", type_=ID_ARRAY)))
         .order_by(Enrolment.id)
-        .with_for_update(of=Enrolment, read=mode == "share")
-        # Another transaction may have changed the row while this one waited for the lock.
-        .execution_options(populate_existing=True)
+        .with_for_update(of=Enrolment.__table__, read=mode == "share")
     )
 
 
-# Nearly every mutation runs these, so they are built once rather than per call.
-_LOCKING_SELECTS: dict[LockMode, Select[Enrolment, Occurrence]] = {
+# Nearly every mutation runs these, so they are direct statements (see models.direct). The
+# loaders refresh an enrolment that the session has loaded already, because another
+# transaction may have changed the row while this one waited for the lock.
+_LOCKING_SELECTS: dict[LockMode, DirectStatement] = {
     "update": _locking_select("update"),
     "share": _locking_select("share"),
 }
@@ -95,11 +99,13 @@ async def lock_enrolments(
     ids = sorted(set(enrolment_ids))
     if not ids:
         return {}
-    rows = (await session.execute(_LOCKING_SELECTS[mode], {"ids": ids})).all()
-    return {
-        enrolment.id: EnrolmentWithOccurrence(enrolment, occurrence)
-        for enrolment, occurrence in rows
-    }
+    locked: dict[int, EnrolmentWithOccurrence] = {}
+    occurrence_offset = len(_ENROLMENTS.columns)
+    for row in await _LOCKING_SELECTS[mode].fetch(session, {"ids": ids}):
+        enrolment = _ENROLMENTS.load(session, row)
+        occurrence = _OCCURRENCES.load(session, row, occurrence_offset)
+        locked[enrolment.id] = EnrolmentWithOccurrence(enrolment, occurrence)
+    return locked
 
 
 async def lock_enrolment(

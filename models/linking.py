@@ -14,7 +14,7 @@ from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, make_transient_to_detached
 
-from models.direct import DirectStatement
+from models.direct import DirectStatement, EntityLoader
 from models.enrolment_locks import (
     EnrolmentWithOccurrence,
     describe_range,
@@ -35,14 +35,13 @@ _MAX_REASON_LENGTH = 200
 _LINK_RULE = "Only ACTIVE enrolments that are not deleted can be linked."
 
 
-# Linking runs these; they are built once rather than per call.
-_ACTIVE_LINK_OF_SESSION = (
-    select(EnrolmentLink)
-    .where(
+# Linking runs these in every call, so they are direct statements (see models.direct).
+_LINKS = EntityLoader(EnrolmentLink)
+_ACTIVE_LINK_OF_SESSION = DirectStatement(
+    select(*_LINKS.columns).where(
         EnrolmentLink.session_enrolment_id == bindparam("session_id"),
         EnrolmentLink.unlinked_at.is_(None),
     )
-    .execution_options(populate_existing=True)
 )
 _first_unit = aliased(OccurrenceUnit)
 _second_unit = aliased(OccurrenceUnit)
@@ -78,7 +77,11 @@ class LinkResult:
 async def active_link_of_session(
     session: AsyncSession, session_enrolment_id: int
 ) -> EnrolmentLink | None:
-    return await session.scalar(_ACTIVE_LINK_OF_SESSION, {"session_id": session_enrolment_id})
+    rows = await _ACTIVE_LINK_OF_SESSION.fetch(session, {"session_id": session_enrolment_id})
+    if not rows:
+        return None
+    link: EnrolmentLink = _LINKS.load(session, rows[0])
+    return link
 
 
 async def link_enrolments(

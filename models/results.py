@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TypeVarTuple
 
-from sqlalchemy import Select, and_, bindparam, insert, select, update
+from sqlalchemy import Select, and_, any_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from models.direct import DirectStatement
+from models.direct import ID_ARRAY, DirectStatement, EntityLoader
 from models.enrolment_locks import (
     EnrolmentWithOccurrence,
     describe_range,
@@ -87,7 +87,9 @@ _UPDATE_RESULT = DirectStatement(
     .where(EnrolledUnit.id == bindparam("target_id"))
     .values({name: bindparam(name) for name in _RESULT_COLUMNS})
 )
-_UNIT_BY_ID = select(Unit).where(Unit.id == bindparam("id"))
+_UNITS = EntityLoader(Unit)
+_ENROLLED_UNITS = EntityLoader(EnrolledUnit)
+_UNIT_BY_ID = DirectStatement(select(*_UNITS.columns).where(Unit.id == bindparam("id")))
 
 
 def of_current_units(statement: Select[*Ts]) -> Select[*Ts]:
@@ -105,15 +107,16 @@ def of_current_units(statement: Select[*Ts]) -> Select[*Ts]:
     )
 
 
-_LOCK_ENROLLED_UNITS = (
-    of_current_units(select(EnrolledUnit))
+# The loader refreshes an enrolled unit that the session has loaded already, because another
+# transaction may have changed the row while this one waited for the lock.
+_LOCK_ENROLLED_UNITS = DirectStatement(
+    of_current_units(select(*_ENROLLED_UNITS.columns))
     .where(
-        EnrolledUnit.enrolment_id.in_(bindparam("ids", expanding=True)),
+        EnrolledUnit.enrolment_id == any_(bindparam("ids", type_=ID_ARRAY)),
         EnrolledUnit.unit_id == bindparam("unit_id"),
     )
     .order_by(EnrolledUnit.id)
-    .with_for_update(of=EnrolledUnit, key_share=True)
-    .execution_options(populate_existing=True)
+    .with_for_update(of=EnrolledUnit.__table__, key_share=True)
 )
 
 
@@ -413,13 +416,14 @@ def _words(field: str) -> str:
 
 
 async def _require_unit(session: AsyncSession, unit_id: int) -> Unit:
-    unit = await session.scalar(_UNIT_BY_ID, {"id": unit_id})
-    if unit is None:
+    rows = await _UNIT_BY_ID.fetch(session, {"id": unit_id})
+    if not rows:
         raise DomainError(
             ErrorCode.NOT_FOUND,
             f"unitId {global_id('Unit', unit_id)} names no unit.",
             field="unitId",
         )
+    unit: Unit = _UNITS.load(session, rows[0])
     return unit
 
 
@@ -445,8 +449,9 @@ async def _lock_enrolled_units(
     ids = sorted(set(enrolment_ids))
     if not ids:
         return {}
-    rows = await session.scalars(_LOCK_ENROLLED_UNITS, {"ids": ids, "unit_id": unit_id})
-    return {row.enrolment_id: row for row in rows}
+    rows = await _LOCK_ENROLLED_UNITS.fetch(session, {"ids": ids, "unit_id": unit_id})
+    locked = [_ENROLLED_UNITS.load(session, row) for row in rows]
+    return {enrolled_unit.enrolment_id: enrolled_unit for enrolled_unit in locked}
 
 
 async def _linked_session_labels(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -23,14 +24,18 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from models.direct import ID_ARRAY, DirectStatement
-from models.tables import Partner
+from models.direct import ID_ARRAY, DirectStatement, EntityLoader
+from models.enums import OccurrenceKind
+from models.tables import Occurrence, Partner
+from tests.factories import create_occurrence, create_units
 
 INSERT_PARTNER = DirectStatement(
     insert(Partner).values(code=bindparam("code"), name=bindparam("name")).returning(Partner.id),
@@ -185,3 +190,73 @@ async def test_lost_connection_invalidated(
 async def test_text_statements_run_beside_direct(session: AsyncSession) -> None:
     await INSERT_PARTNER.execute(session, {"code": "T", "name": "Text"})
     assert (await session.execute(text("SELECT count(*) FROM partners"))).scalar_one() == 1
+
+
+OCCURRENCES = EntityLoader(Occurrence)
+OCCURRENCE_BY_ID = DirectStatement(
+    select(*OCCURRENCES.columns).where(Occurrence.id == bindparam("id"))
+)
+
+
+async def _committed_occurrence(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    async with sessionmaker() as setup:
+        units = await create_units(setup, 1)
+        occurrence = await create_occurrence(
+            setup, kind=OccurrenceKind.ADMINISTRATIVE, units=units, fee=Decimal("1250.50")
+        )
+        await setup.commit()
+        return occurrence.id
+
+
+async def test_loader_attaches_clean_object(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    occurrence_id = await _committed_occurrence(sessionmaker)
+    async with sessionmaker() as session:
+        rows = await OCCURRENCE_BY_ID.fetch(session, {"id": occurrence_id})
+        loaded = OCCURRENCES.load(session, rows[0])
+
+        assert loaded in session
+        assert not session.dirty
+        assert inspect(loaded).persistent
+        # The values take the ORM's types: the enum member and a Decimal.
+        assert loaded.kind is OccurrenceKind.ADMINISTRATIVE
+        assert loaded.fee == Decimal("1250.50")
+        assert await session.get(Occurrence, occurrence_id) is loaded
+
+
+async def test_loader_refreshes_object_in_session(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    occurrence_id = await _committed_occurrence(sessionmaker)
+    async with sessionmaker() as session:
+        held = await session.get(Occurrence, occurrence_id)
+        assert held is not None
+        async with sessionmaker() as other:
+            await other.execute(
+                update(Occurrence).where(Occurrence.id == occurrence_id).values(name="Renamed")
+            )
+            await other.commit()
+
+        rows = await OCCURRENCE_BY_ID.fetch(session, {"id": occurrence_id})
+        loaded = OCCURRENCES.load(session, rows[0])
+
+        assert loaded is held
+        assert held.name == "Renamed"
+        assert not session.dirty
+
+
+async def test_loaded_object_changes_are_flushed(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    occurrence_id = await _committed_occurrence(sessionmaker)
+    async with sessionmaker() as session:
+        rows = await OCCURRENCE_BY_ID.fetch(session, {"id": occurrence_id})
+        loaded = OCCURRENCES.load(session, rows[0])
+        loaded.location = "Room 4"
+        await session.commit()
+
+    async with sessionmaker() as session:
+        stored = await session.get(Occurrence, occurrence_id)
+        assert stored is not None
+        assert stored.location == "Room 4"
