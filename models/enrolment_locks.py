@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
 
-from sqlalchemy import any_, bindparam, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.direct import ID_ARRAY, DirectStatement, EntityLoader
+from models.direct import DirectStatement, EntityLoader, IdListStatement
 from models.enums import EnrolmentStatus
 from models.errors import DomainError, ErrorCode
 from models.references import global_id
@@ -31,26 +31,28 @@ _ENROLMENTS = EntityLoader(Enrolment)
 _OCCURRENCES = EntityLoader(Occurrence)
 
 
-def _locking_select(mode: LockMode) -> DirectStatement:
-    return DirectStatement(
-        select(*_ENROLMENTS.columns, *_OCCURRENCES.columns)
-        .join(Occurrence, Occurrence.id == Enrolment.occurrence_id)
-        .where(Enrolment.id == any_(bindparam("ids", type_=ID_ARRAY)))
-        .order_by(Enrolment.id)
-        .with_for_update(of=Enrolment.__table__, read=mode == "share")
+def _locking_select(mode: LockMode) -> IdListStatement:
+    return IdListStatement(
+        lambda ids_match: (
+            select(*_ENROLMENTS.columns, *_OCCURRENCES.columns)
+            .join(Occurrence, Occurrence.id == Enrolment.occurrence_id)
+            .where(ids_match(Enrolment.id))
+            .order_by(Enrolment.id)
+            .with_for_update(of=Enrolment.__table__, read=mode == "share")
+        )
     )
 
 
 # Nearly every mutation runs these, so they are direct statements (see models.direct). The
 # loaders refresh an enrolment that the session has loaded already, because another
 # transaction may have changed the row while this one waited for the lock.
-_LOCKING_SELECTS: dict[LockMode, DirectStatement] = {
+_LOCKING_SELECTS: dict[LockMode, IdListStatement] = {
     "update": _locking_select("update"),
     "share": _locking_select("share"),
 }
-_ACTIVE_SESSION_IDS = DirectStatement(
-    select(EnrolmentLink.session_enrolment_id).where(
-        EnrolmentLink.administrative_enrolment_id == any_(bindparam("ids", type_=ID_ARRAY)),
+_ACTIVE_SESSION_IDS = IdListStatement(
+    lambda ids_match: select(EnrolmentLink.session_enrolment_id).where(
+        ids_match(EnrolmentLink.administrative_enrolment_id),
         EnrolmentLink.unlinked_at.is_(None),
     )
 )
@@ -101,7 +103,7 @@ async def lock_enrolments(
         return {}
     locked: dict[int, EnrolmentWithOccurrence] = {}
     occurrence_offset = len(_ENROLMENTS.columns)
-    for row in await _LOCKING_SELECTS[mode].fetch(session, {"ids": ids}):
+    for row in await _LOCKING_SELECTS[mode].fetch(session, ids):
         enrolment = _ENROLMENTS.load(session, row)
         occurrence = _OCCURRENCES.load(session, row, occurrence_offset)
         locked[enrolment.id] = EnrolmentWithOccurrence(enrolment, occurrence)
@@ -127,7 +129,7 @@ async def active_session_ids(session: AsyncSession, administrative_ids: Iterable
     ids = list(set(administrative_ids))
     if not ids:
         return set()
-    return set(await _ACTIVE_SESSION_IDS.scalars(session, {"ids": ids}))
+    return set(await _ACTIVE_SESSION_IDS.scalars(session, ids))
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import any_, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from models.direct import ID_ARRAY, DirectStatement
+from models.direct import DirectStatement, IdListStatement
 from models.tables import Enrolment, EnrolmentLink, OutboxMessage
 
 ROLL_UP_TASK = "enrolink.roll_up"
@@ -35,30 +35,31 @@ PENDING_KEY = "enrolink.outbox_messages"
 # does, so a request and a roll-up sharing enrolments queue instead of deadlocking. FOR NO KEY
 # UPDATE is the lock the UPDATE takes anyway, so foreign-key checks still pass.
 _locked = aliased(Enrolment)
-_MARK_ROLL_UP_PENDING = DirectStatement(
-    update(Enrolment)
-    .where(
-        Enrolment.id.in_(
-            select(_locked.id)
-            .where(_locked.id == any_(bindparam("ids", type_=ID_ARRAY)))
-            .order_by(_locked.id)
-            .with_for_update(key_share=True)
+_MARK_ROLL_UP_PENDING = IdListStatement(
+    lambda ids_match: (
+        update(Enrolment)
+        .where(
+            Enrolment.id.in_(
+                select(_locked.id)
+                .where(ids_match(_locked.id))
+                .order_by(_locked.id)
+                .with_for_update(key_share=True)
+            )
         )
+        .values(roll_up_version=Enrolment.roll_up_version + 1)
     )
-    .values(roll_up_version=Enrolment.roll_up_version + 1)
 )
 _INSERT_OUTBOX = DirectStatement(
     insert(OutboxMessage)
     .values(task_name=bindparam("task_name"), payload=bindparam("payload"))
     .returning(OutboxMessage.id)
 )
-_ADMINISTRATIVE_IDS_OF_SESSIONS = DirectStatement(
-    select(EnrolmentLink.administrative_enrolment_id)
-    .where(
-        EnrolmentLink.session_enrolment_id == any_(bindparam("ids", type_=ID_ARRAY)),
-        EnrolmentLink.unlinked_at.is_(None),
+_ADMINISTRATIVE_IDS_OF_SESSIONS = IdListStatement(
+    lambda ids_match: (
+        select(EnrolmentLink.administrative_enrolment_id)
+        .where(ids_match(EnrolmentLink.session_enrolment_id), EnrolmentLink.unlinked_at.is_(None))
+        .distinct()
     )
-    .distinct()
 )
 
 
@@ -83,7 +84,7 @@ async def request_roll_up(
     ids = sorted(set(administrative_enrolment_ids))
     if not ids:
         return None
-    await _MARK_ROLL_UP_PENDING.execute(session, {"ids": ids})
+    await _MARK_ROLL_UP_PENDING.execute(session, ids)
     return await enqueue(
         session, ROLL_UP_TASK, {"administrative_enrolment_ids": ids, "reason": reason}
     )
@@ -106,7 +107,7 @@ async def request_roll_up_for_sessions(
     ids = list(set(session_enrolment_ids))
     if not ids:
         return None
-    administrative_ids = await _ADMINISTRATIVE_IDS_OF_SESSIONS.scalars(session, {"ids": ids})
+    administrative_ids = await _ADMINISTRATIVE_IDS_OF_SESSIONS.scalars(session, ids)
     return await request_roll_up(session, administrative_ids, reason=reason)
 
 

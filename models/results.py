@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TypeVarTuple
 
-from sqlalchemy import Select, and_, any_, bindparam, insert, select, update
+from sqlalchemy import Select, and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from models.direct import ID_ARRAY, DirectStatement, EntityLoader
+from models.direct import DirectStatement, EntityLoader, IdListStatement
 from models.enrolment_locks import (
     EnrolmentWithOccurrence,
     describe_range,
@@ -109,14 +109,13 @@ def of_current_units(statement: Select[*Ts]) -> Select[*Ts]:
 
 # The loader refreshes an enrolled unit that the session has loaded already, because another
 # transaction may have changed the row while this one waited for the lock.
-_LOCK_ENROLLED_UNITS = DirectStatement(
-    of_current_units(select(*_ENROLLED_UNITS.columns))
-    .where(
-        EnrolledUnit.enrolment_id == any_(bindparam("ids", type_=ID_ARRAY)),
-        EnrolledUnit.unit_id == bindparam("unit_id"),
+_LOCK_ENROLLED_UNITS = IdListStatement(
+    lambda ids_match: (
+        of_current_units(select(*_ENROLLED_UNITS.columns))
+        .where(ids_match(EnrolledUnit.enrolment_id), EnrolledUnit.unit_id == bindparam("unit_id"))
+        .order_by(EnrolledUnit.id)
+        .with_for_update(of=EnrolledUnit.__table__, key_share=True)
     )
-    .order_by(EnrolledUnit.id)
-    .with_for_update(of=EnrolledUnit.__table__, key_share=True)
 )
 
 
@@ -449,7 +448,7 @@ async def _lock_enrolled_units(
     ids = sorted(set(enrolment_ids))
     if not ids:
         return {}
-    rows = await _LOCK_ENROLLED_UNITS.fetch(session, {"ids": ids, "unit_id": unit_id})
+    rows = await _LOCK_ENROLLED_UNITS.fetch(session, ids, {"unit_id": unit_id})
     locked = [_ENROLLED_UNITS.load(session, row) for row in rows]
     return {enrolled_unit.enrolment_id: enrolled_unit for enrolled_unit in locked}
 

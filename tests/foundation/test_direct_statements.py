@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from models.direct import ID_ARRAY, DirectStatement, EntityLoader
+from models.direct import ID_ARRAY, DirectStatement, EntityLoader, IdListStatement
 from models.enums import OccurrenceKind
 from models.tables import Occurrence, Partner
 from tests.factories import create_occurrence, create_units
@@ -260,3 +260,22 @@ async def test_loaded_object_changes_are_flushed(
         stored = await session.get(Occurrence, occurrence_id)
         assert stored is not None
         assert stored.location == "Room 4"
+
+
+PARTNER_CODES_BY_IDS = IdListStatement(
+    lambda ids_match: select(Partner.code).where(ids_match(Partner.id)).order_by(Partner.id)
+)
+
+
+async def test_id_list_statement_one_and_many(session: AsyncSession) -> None:
+    ids = [
+        await INSERT_PARTNER.scalar_one(session, {"code": code, "name": f"Partner {code}"})
+        for code in ("A", "B", "C")
+    ]
+
+    assert await PARTNER_CODES_BY_IDS.scalars(session, ids[:1]) == ["A"]
+    assert await PARTNER_CODES_BY_IDS.scalars(session, ids[1:]) == ["B", "C"]
+    assert await PARTNER_CODES_BY_IDS.scalars(session, []) == []
+    # One id gets a plain comparison, which PostgreSQL plans as a primary-key lookup.
+    assert "partners.id = $1::BIGINT" in PARTNER_CODES_BY_IDS.one.sql
+    assert "partners.id = ANY ($1::BIGINT[])" in PARTNER_CODES_BY_IDS.many.sql
