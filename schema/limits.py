@@ -125,6 +125,17 @@ def max_brace_nesting(query: str, *, stop_after: int, max_tokens: int) -> int:
     return deepest
 
 
+# Clients send the same few documents again and again, so the nesting of each is cached, as the
+# parsed document is. Only documents up to this many characters are cached, so that large ones
+# cannot fill memory. Lexing a 300-character mutation took about 0.2 ms of CPU per request.
+_CACHED_DOCUMENT_CHARS = 8_192
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_brace_nesting(query: str, stop_after: int, max_tokens: int) -> int:
+    return max_brace_nesting(query, stop_after=stop_after, max_tokens=max_tokens)
+
+
 @dataclass
 class _Walk:
     """One pass over a document: expanded field count, estimated cost and fragment cycles."""
@@ -428,10 +439,12 @@ class DocumentGuard(SchemaExtension):
         query = self.execution_context.query
         if query and self.execution_context.graphql_document is None:
             limit = self.limits.max_nesting
+            max_tokens = self.limits.max_tokens
             try:
-                nesting = max_brace_nesting(
-                    query, stop_after=limit, max_tokens=self.limits.max_tokens
-                )
+                if len(query) <= _CACHED_DOCUMENT_CHARS:
+                    nesting = _cached_brace_nesting(query, limit, max_tokens)
+                else:
+                    nesting = max_brace_nesting(query, stop_after=limit, max_tokens=max_tokens)
             except GraphQLSyntaxError:
                 # The parser reports the same syntax error with its context.
                 nesting = 0

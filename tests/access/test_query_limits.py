@@ -112,6 +112,14 @@ async def test_300_level_document_rejected(graphql: GraphQLClient) -> None:
     await _still_serving(graphql)
 
 
+async def test_deep_nesting_rejected_again(graphql: GraphQLClient) -> None:
+    # The nesting of small documents is cached, and large ones are measured every time.
+    padded = NESTED_300 + " " * 10_000
+    for document in (NESTED_300, NESTED_300, padded, padded):
+        error = await _rejected(graphql, document)
+        assert "at most 12 fields deep" in error["message"]
+
+
 async def test_alias_bomb_rejected(graphql: GraphQLClient) -> None:
     error = await _rejected(graphql, ALIAS_BOMB)
 
