@@ -7,6 +7,7 @@ the queue where the test counts them.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from models.outbox import ROLL_UP_TASK, PendingMessage, enqueue, take_pending
 from models.tables import OutboxMessage
 from tests.workers.conftest import PrivateRedis, WorkerStack, wait_until
-from workers.publisher import OutboxPublisher
+from workers.publisher import OutboxPublisher, publish_messages
 
 # Bound on waits for the publisher's background task, with room for a loaded machine.
 PUBLISHED_WITHIN_SECONDS = 10.0
@@ -205,3 +206,26 @@ async def test_failed_task_logged_and_replaced(
     assert _queued(worker_stack) == 2
     # The failed task had sent the first row; its id waited, and the new task stamped it too.
     assert [count for count, _ in await _stamps(sessionmaker, first + second)] == [1, 1]
+
+
+def test_pipeline_over_kombu_flush_size(worker_stack: WorkerStack) -> None:
+    # kombu flushes a publish pipeline at 1,000 commands, so 1,200 messages take two flushes.
+    messages = [
+        PendingMessage(number, ROLL_UP_TASK, {"administrative_enrolment_ids": [number]})
+        for number in range(1, 1201)
+    ]
+
+    outcome = publish_messages(worker_stack.celery_app(), messages)
+
+    assert outcome.published == [message.outbox_id for message in messages]
+    assert outcome.unsent == []
+    client = redis.Redis.from_url(worker_stack.redis_url)
+    try:
+        queued = client.lrange(worker_stack.overrides["ENROLINK_ROLL_UP_QUEUE"], 0, -1)
+    finally:
+        client.close()
+    reprs = [json.loads(raw)["headers"]["kwargsrepr"] for raw in queued]
+    assert len(queued) == 1200
+    assert len(set(reprs)) == 1200
+    # LPUSH puts the last message sent at the head of the list.
+    assert "'outbox_id': 1200" in reprs[0]
