@@ -42,7 +42,7 @@ def create_enrolink_app() -> Starlette:
     Statements on api_tokens are the bearer-token check, which opens each request's
     transaction; they are left out so the count is what the GraphQL operation sent.
     """
-    from enrolink.app import create_app
+    from enrolink.app import create_app, tune_garbage_collector
 
     totals = {"statements": 0}
 
@@ -60,6 +60,8 @@ def create_enrolink_app() -> Starlette:
 
     app = create_app()
     app.router.routes.insert(0, Route("/bench/stats", stats))
+    # As enrolink serve does (enrolink.app.create_server_app).
+    tune_garbage_collector()
     return app
 
 

@@ -113,7 +113,7 @@ def _command_serve(args: argparse.Namespace) -> int:
     settings = _load_and_configure(needs_redis=True)
 
     uvicorn.run(
-        "enrolink.app:create_app",
+        "enrolink.app:create_server_app",
         factory=True,
         host=args.host if args.host is not None else settings.http_host,
         port=args.port if args.port is not None else settings.http_port,
