@@ -13,7 +13,6 @@ import asyncio
 import contextvars
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -22,27 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models.outbox import PendingMessage
 from models.tables import OutboxMessage
+from workers.async_sender import AsyncTaskSender
+from workers.task_messages import PublishOutcome, task_options
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class PublishOutcome:
-    published: list[int] = field(default_factory=list)
-    """Outbox ids that Redis accepted."""
-    unsent: list[int] = field(default_factory=list)
-    """Outbox ids not sent because a publish failed; they wait for the relay."""
-    error: str | None = None
-
-
-def message_kwargs(message: PendingMessage) -> dict[str, Any]:
-    """Return the task's keyword arguments: the outbox id and the row's payload."""
-    return {**message.payload, "outbox_id": message.outbox_id}
-
-
-# Celery shows kwargsrepr in task events and logs. Its saferepr of the arguments took about a
-# sixth of the CPU of a send (Celery 5.7). A plain repr, cut to this length, shows the same.
-_KWARGS_REPR_CHARS = 1024
 
 
 def publish_messages(app: Any, messages: Sequence[PendingMessage]) -> PublishOutcome:
@@ -59,16 +41,7 @@ def publish_messages(app: Any, messages: Sequence[PendingMessage]) -> PublishOut
     try:
         with app.producer_or_acquire() as producer, producer.batch():
             for message in messages:
-                kwargs = message_kwargs(message)
-                # retry=False: fail at once; the relay is the retry.
-                app.send_task(
-                    message.task_name,
-                    kwargs=kwargs,
-                    retry=False,
-                    producer=producer,
-                    argsrepr="()",
-                    kwargsrepr=repr(kwargs)[:_KWARGS_REPR_CHARS],
-                )
+                app.send_task(message.task_name, producer=producer, **task_options(message))
     except Exception as error:
         outcome.unsent = [message.outbox_id for message in messages]
         outcome.error = repr(error)
@@ -157,8 +130,8 @@ class OutboxPublisher:
     """Publish the outbox rows that one API process's requests committed.
 
     Calling it only queues the rows and returns. One background task sends what is queued,
-    everything queued meanwhile in one go, so under load a thread hop to kombu carries many
-    messages. Sent rows are stamped as published in one statement at most every
+    everything queued meanwhile in one Redis pipeline, from the event loop
+    (workers.async_sender). Sent rows are stamped as published in one statement at most every
     STAMP_INTERVAL_SECONDS. Nothing here raises: a row not sent or not stamped is the relay's.
     """
 
@@ -178,6 +151,7 @@ class OutboxPublisher:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._last_stamp = time.monotonic()
+        self._sender = AsyncTaskSender(celery_app)
 
     def __call__(self, messages: list[PendingMessage]) -> None:
         if not messages:
@@ -208,6 +182,7 @@ class OutboxPublisher:
             _, running = await asyncio.wait({self._task}, timeout=wait_seconds)
             for task in running:
                 task.cancel()
+        await self._sender.close()
 
     async def _run(self) -> None:
         while True:
@@ -234,7 +209,10 @@ class OutboxPublisher:
         return self._last_stamp + self.stamp_interval_seconds - time.monotonic()
 
     async def _send(self, batch: list[PendingMessage]) -> None:
-        self._sent.extend(await _send_in_thread(self.celery_app, batch))
+        outcome = await self._sender.send(batch)
+        if outcome.unsent:
+            log.warning("outbox.publish_failed", outbox_ids=outcome.unsent, error=outcome.error)
+        self._sent.extend(outcome.published)
 
     async def _stamp(self) -> None:
         stamped, self._sent = self._sent, []
