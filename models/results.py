@@ -55,18 +55,6 @@ _RECORDED_BY_LENGTH = 100
 
 # Recording results runs these in every call, so they are direct statements (see
 # models.direct). One row or a thousand, each write goes as one executemany.
-_HISTORY_COLUMNS = (
-    "enrolled_unit_id",
-    "outcome",
-    "start_date",
-    "end_date",
-    "source",
-    "source_enrolled_unit_id",
-    "recorded_at",
-    "recorded_by",
-    "replaced_at",
-    "replaced_by",
-)
 _RESULT_COLUMNS = (
     "outcome",
     "start_date",
@@ -76,6 +64,8 @@ _RESULT_COLUMNS = (
     "recorded_at",
     "recorded_by",
 )
+# A history row keeps the replaced values, and when and by whom they were replaced.
+_HISTORY_COLUMNS = ("enrolled_unit_id", *_RESULT_COLUMNS, "replaced_at", "replaced_by")
 # inline(): no RETURNING of the new ids, which nothing reads.
 _INSERT_HISTORY = DirectStatement(
     insert(EnrolledUnitHistory)

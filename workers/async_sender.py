@@ -88,7 +88,6 @@ class AsyncTaskSender:
 
     async def send(self, messages: Sequence[PendingMessage]) -> PublishOutcome:
         """Push the messages in one pipeline; when that fails, all of them count as unsent."""
-        outcome = PublishOutcome()
         try:
             built = self.build(messages)
             async with self._client.pipeline(transaction=False) as pipeline:
@@ -96,11 +95,8 @@ class AsyncTaskSender:
                     pipeline.lpush(queue, payload)
                 await pipeline.execute()
         except Exception as error:
-            outcome.unsent = [message.outbox_id for message in messages]
-            outcome.error = repr(error)
-            return outcome
-        outcome.published = [message.outbox_id for message in messages]
-        return outcome
+            return PublishOutcome.none_sent(messages, error)
+        return PublishOutcome.all_sent(messages)
 
     async def close(self) -> None:
         await self._client.aclose()

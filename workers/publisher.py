@@ -37,17 +37,13 @@ def publish_messages(app: Any, messages: Sequence[PendingMessage]) -> PublishOut
     1,000 commands early, and Redis may have applied part of a failed one. A task delivered
     twice is harmless, because it returns at once when its outbox row is processed.
     """
-    outcome = PublishOutcome()
     try:
         with app.producer_or_acquire() as producer, producer.batch():
             for message in messages:
                 app.send_task(message.task_name, producer=producer, **task_options(message))
     except Exception as error:
-        outcome.unsent = [message.outbox_id for message in messages]
-        outcome.error = repr(error)
-        return outcome
-    outcome.published = [message.outbox_id for message in messages]
-    return outcome
+        return PublishOutcome.none_sent(messages, error)
+    return PublishOutcome.all_sent(messages)
 
 
 async def mark_published(session: AsyncSession, outbox_ids: list[int]) -> list[tuple[int, int]]:
@@ -97,9 +93,7 @@ async def _send_in_thread(celery_app: Any, messages: list[PendingMessage]) -> li
         outcome = await asyncio.to_thread(publish_messages, app, messages)
     except Exception as error:
         # Only loading the app and its settings can fail here (no ENROLINK_REDIS_URL, say).
-        outcome = PublishOutcome(
-            unsent=[message.outbox_id for message in messages], error=repr(error)
-        )
+        outcome = PublishOutcome.none_sent(messages, error)
     if outcome.unsent:
         log.warning("outbox.publish_failed", outbox_ids=outcome.unsent, error=outcome.error)
     return outcome.published

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,14 @@ class PublishOutcome:
     unsent: list[int] = field(default_factory=list)
     """Outbox ids not sent because a publish failed; they wait for the relay."""
     error: str | None = None
+
+    @classmethod
+    def all_sent(cls, messages: Sequence[PendingMessage]) -> PublishOutcome:
+        return cls(published=[message.outbox_id for message in messages])
+
+    @classmethod
+    def none_sent(cls, messages: Sequence[PendingMessage], error: Exception) -> PublishOutcome:
+        return cls(unsent=[message.outbox_id for message in messages], error=repr(error))
 
 
 def message_kwargs(message: PendingMessage) -> dict[str, Any]:
