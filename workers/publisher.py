@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from models.direct import IdListStatement
 from models.outbox import PendingMessage
 from models.tables import OutboxMessage
 from workers.async_sender import AsyncTaskSender
@@ -46,18 +47,24 @@ def publish_messages(app: Any, messages: Sequence[PendingMessage]) -> PublishOut
     return PublishOutcome.all_sent(messages)
 
 
+# The API stamps every few hundred milliseconds while it serves requests on the same event loop,
+# so the statement is a direct one (see models.direct).
+_MARK_PUBLISHED = IdListStatement(
+    lambda ids_match: (
+        update(OutboxMessage)
+        .where(ids_match(OutboxMessage.id))
+        .values(published_at=func.now(), publish_count=OutboxMessage.publish_count + 1)
+        .returning(OutboxMessage.id, OutboxMessage.publish_count)
+    )
+)
+
+
 async def mark_published(session: AsyncSession, outbox_ids: list[int]) -> list[tuple[int, int]]:
     """Stamp the rows as published; return (outbox id, publish count) for each."""
     if not outbox_ids:
         return []
-    rows = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(outbox_ids))
-        .values(published_at=func.now(), publish_count=OutboxMessage.publish_count + 1)
-        .returning(OutboxMessage.id, OutboxMessage.publish_count)
-        .execution_options(synchronize_session=False)
-    )
-    return [(row.id, row.publish_count) for row in rows]
+    rows = await _MARK_PUBLISHED.fetch(session, outbox_ids)
+    return [(row["id"], row["publish_count"]) for row in rows]
 
 
 def _default_app() -> Any:
