@@ -33,15 +33,19 @@ async def test_reconcile_command_prints_counts(
         )
     stack = WorkerStack(database_url=database_url, redis_url=redis_url, folder=tmp_path)
 
-    completed = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "enrolink", "reconcile"],
-        env=stack.environment(),
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT_SECONDS,
-        check=False,
-    )
+    try:
+        completed = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "enrolink", "reconcile"],
+            env=stack.environment(),
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_SECONDS,
+            check=False,
+        )
+    finally:
+        # The command publishes a roll-up to the stack's queue, which no worker consumes.
+        stack.stop()
 
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.splitlines()
