@@ -23,7 +23,7 @@ select their table's columns and turn the rows into session objects with an Enti
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from sqlalchemy import BigInteger, Numeric, any_, bindparam, inspect
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -171,7 +171,7 @@ class DirectStatement:
 
 async def _raise_as_dbapi_error(
     connection: AsyncConnection, adapted: Any, error: Exception, sql: str, arguments: Any
-) -> None:
+) -> NoReturn:
     """Raise ``error`` as SQLAlchemy would have: its DBAPIError subclass, wrapping the adaptor's.
 
     A lost connection is invalidated, so the pool does not hand it out again.
@@ -269,7 +269,7 @@ class EntityLoader:
 
     Select the class's table columns in table order (``*Model.__table__.columns``) and pass
     the position of the first one. Each object is attached to the session as if a query had
-    loaded it: a new one joins the identity map with no pending changes, and one the session
+    loaded it. A new one joins the identity map with no pending changes. One that the session
     has loaded already is refreshed with the row's values, as ``populate_existing`` would.
     """
 

@@ -64,7 +64,7 @@ _RESULT_COLUMNS = (
     "recorded_at",
     "recorded_by",
 )
-# A history row keeps the replaced values, and when and by whom they were replaced.
+# A history row keeps the replaced values, the time they were replaced and the caller who did.
 _HISTORY_COLUMNS = ("enrolled_unit_id", *_RESULT_COLUMNS, "replaced_at", "replaced_by")
 # inline(): no RETURNING of the new ids, which nothing reads.
 _INSERT_HISTORY = DirectStatement(

@@ -169,7 +169,7 @@ _TOKEN_BY_HASH = DirectStatement(
 # the row to a concurrent request that is writing it already, instead of waiting for that
 # request to finish. The condition repeats the check, so the row is written at most once per
 # interval.
-_due = (
+_TOKEN_USE_DUE = (
     select(ApiToken.id)
     .where(
         ApiToken.id == bindparam("token_id"),
@@ -180,7 +180,7 @@ _due = (
 )
 _RECORD_USE = DirectStatement(
     update(ApiToken)
-    .where(ApiToken.id == _due)
+    .where(ApiToken.id == _TOKEN_USE_DUE)
     .values(last_used_at=bindparam("now"))
     .returning(ApiToken.id),
     **{AUTHENTICATION_OPTION: True},

@@ -15,7 +15,7 @@ same envelope, on the list named after the queue. A test compares the two.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as redis_asyncio
 from kombu import Connection, Producer  # type: ignore[attr-defined]
@@ -24,6 +24,10 @@ from kombu.utils.json import dumps
 
 from models.outbox import PendingMessage
 from workers.task_messages import PublishOutcome, task_options
+
+if TYPE_CHECKING:
+    # workers.celery_app imports the tasks, which import this module.
+    from workers.celery_app import EnrolinkCelery
 
 
 class _CapturingChannel(memory.Channel):
@@ -41,13 +45,6 @@ class _CapturingTransport(memory.Transport):
         self.captured: list[tuple[str, dict[str, Any]]] = []
 
 
-def redis_client_url(broker_url: str) -> str:
-    """Return the broker URL in the form redis-py accepts (``unix://`` for a socket)."""
-    if broker_url.startswith("redis+socket://"):
-        return "unix://" + broker_url.removeprefix("redis+socket://")
-    return broker_url
-
-
 class AsyncTaskSender:
     """Build Celery task messages in memory and push them to Redis with redis.asyncio.
 
@@ -55,13 +52,13 @@ class AsyncTaskSender:
     Redis fails a send as a kombu publish would, without blocking the event loop.
     """
 
-    def __init__(self, celery_app: Any) -> None:
+    def __init__(self, celery_app: EnrolinkCelery) -> None:
         self.celery_app = celery_app
         self._connection = Connection(transport=_CapturingTransport)  # type: ignore[no-untyped-call]
         self._producer = Producer(self._connection.default_channel)  # type: ignore[no-untyped-call]
         options = celery_app.conf.broker_transport_options or {}
         self._client = redis_asyncio.Redis.from_url(
-            redis_client_url(celery_app.conf.broker_url),
+            celery_app.enrolink_settings.redis_client_url(),
             socket_connect_timeout=options.get(
                 "socket_connect_timeout", celery_app.conf.broker_connection_timeout
             ),
@@ -81,7 +78,11 @@ class AsyncTaskSender:
             # kombu's Redis transport adds the priority to the list's name unless it is 0, and
             # Enrolink sends no priorities.
             if envelope["properties"].get("priority"):
-                raise ValueError(f"Task messages with a priority are not supported: {envelope}")
+                raise ValueError(
+                    f"Task message {envelope['headers'].get('id')} has priority "
+                    f"{envelope['properties']['priority']}, which this sender does not support. "
+                    "Send it with workers.publisher.publish_messages instead."
+                )
             built.append((queue, dumps(envelope)))  # type: ignore[no-untyped-call]
         transport.captured.clear()
         return built

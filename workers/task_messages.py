@@ -40,7 +40,7 @@ def task_options(message: PendingMessage) -> dict[str, Any]:
     kwargs = message_kwargs(message)
     return {
         "kwargs": kwargs,
-        # Fail at once: the relay is the retry.
+        # Fail at once, because the relay is the retry.
         "retry": False,
         "argsrepr": "()",
         "kwargsrepr": repr(kwargs)[:KWARGS_REPR_CHARS],

@@ -72,12 +72,12 @@ async def test_first_statement_begins_transaction(
 
 
 async def test_savepoint_rollback_undoes_statement(session: AsyncSession) -> None:
-    kept = await INSERT_PARTNER.scalar_one(session, {"code": "KEPT", "name": "Kept"})
+    kept_id = await INSERT_PARTNER.scalar_one(session, {"code": "KEPT", "name": "Kept"})
     savepoint = await session.begin_nested()
-    dropped = await INSERT_PARTNER.scalar_one(session, {"code": "DROPPED", "name": "Dropped"})
+    dropped_id = await INSERT_PARTNER.scalar_one(session, {"code": "DROPPED", "name": "Dropped"})
     await savepoint.rollback()
 
-    assert await PARTNER_CODES.scalars(session, {"ids": [kept, dropped]}) == ["KEPT"]
+    assert await PARTNER_CODES.scalars(session, {"ids": [kept_id, dropped_id]}) == ["KEPT"]
 
 
 async def test_orm_and_direct_share_transaction(session: AsyncSession) -> None:
@@ -208,13 +208,18 @@ async def _committed_occurrence(sessionmaker: async_sessionmaker[AsyncSession]) 
         return occurrence.id
 
 
+async def _load_occurrence(session: AsyncSession, occurrence_id: int) -> Occurrence:
+    rows = await OCCURRENCE_BY_ID.fetch(session, {"id": occurrence_id})
+    loaded: Occurrence = OCCURRENCES.load(session, rows[0])
+    return loaded
+
+
 async def test_loader_attaches_clean_object(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     occurrence_id = await _committed_occurrence(sessionmaker)
     async with sessionmaker() as session:
-        rows = await OCCURRENCE_BY_ID.fetch(session, {"id": occurrence_id})
-        loaded = OCCURRENCES.load(session, rows[0])
+        loaded = await _load_occurrence(session, occurrence_id)
 
         assert loaded in session
         assert not session.dirty
@@ -230,19 +235,18 @@ async def test_loader_refreshes_object_in_session(
 ) -> None:
     occurrence_id = await _committed_occurrence(sessionmaker)
     async with sessionmaker() as session:
-        held = await session.get(Occurrence, occurrence_id)
-        assert held is not None
+        earlier = await session.get(Occurrence, occurrence_id)
+        assert earlier is not None
         async with sessionmaker() as other:
             await other.execute(
                 update(Occurrence).where(Occurrence.id == occurrence_id).values(name="Renamed")
             )
             await other.commit()
 
-        rows = await OCCURRENCE_BY_ID.fetch(session, {"id": occurrence_id})
-        loaded = OCCURRENCES.load(session, rows[0])
+        loaded = await _load_occurrence(session, occurrence_id)
 
-        assert loaded is held
-        assert held.name == "Renamed"
+        assert loaded is earlier
+        assert earlier.name == "Renamed"
         assert not session.dirty
 
 
@@ -251,8 +255,7 @@ async def test_loaded_object_changes_are_flushed(
 ) -> None:
     occurrence_id = await _committed_occurrence(sessionmaker)
     async with sessionmaker() as session:
-        rows = await OCCURRENCE_BY_ID.fetch(session, {"id": occurrence_id})
-        loaded = OCCURRENCES.load(session, rows[0])
+        loaded = await _load_occurrence(session, occurrence_id)
         loaded.location = "Room 4"
         await session.commit()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from enrolink.app import GC_THRESHOLDS
 
 ROOT = Path(__file__).resolve().parents[2]
-# Only stops a hung process; importing the application takes a second or two.
+# Only stops a hung process. Importing the application takes a second or two.
 TIMEOUT_SECONDS = 120
 
 PROBE = """

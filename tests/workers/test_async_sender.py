@@ -53,10 +53,10 @@ async def test_message_matches_kombu_message(worker_stack: WorkerStack) -> None:
 
 async def test_silent_redis_does_not_block_loop(worker_stack: WorkerStack) -> None:
     # A server that accepts connections and never replies, like a hung Redis.
-    held: list[asyncio.StreamWriter] = []
+    open_connections: list[asyncio.StreamWriter] = []
 
     async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
+        open_connections.append(writer)
 
     server = await asyncio.start_server(accept, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -75,7 +75,7 @@ async def test_silent_redis_does_not_block_loop(worker_stack: WorkerStack) -> No
         outcome = sending.result()
     finally:
         await sender.close()
-        for writer in held:
+        for writer in open_connections:
             writer.close()
         server.close()
         await server.wait_closed()
