@@ -31,7 +31,7 @@ from bench.database import _admin_execute, bench_database, plain_url, with_datab
 from bench.datasets import DATASETS, load
 from bench.ladder import OCCURRENCE_ID, _enrolink_environment, _staff_token
 from bench.load import LoadResult, Phase, run_load
-from bench.servers import ServerProcess, read_transactions
+from bench.servers import ServerProcess, Transaction
 from schema.ids import encode_id
 
 # Unmeasured: the first requests prepare statements on each pooled connection and fill the
@@ -54,8 +54,6 @@ mutation ($input: RecordResultInput!) {
   recordResult(input: $input) { result { id outcome } errors { code message } }
 }
 """
-
-Transaction = list[tuple[str, Any, bool]]
 
 
 @asynccontextmanager
@@ -160,7 +158,6 @@ def _line(label: str, result: LoadResult) -> str:
 
 async def run_mutations(server_url: str) -> list[str]:
     lines: list[str] = []
-    record_path = Path(tempfile.gettempdir()) / f"enrolink-bench-{uuid.uuid4().hex[:8]}.pickle"
     log_path = Path(tempfile.gettempdir()) / f"enrolink-bench-{os.getpid()}.log"
     suffix = uuid.uuid4().hex[:10]
     queues = {
@@ -177,7 +174,7 @@ async def run_mutations(server_url: str) -> list[str]:
                 environment = {
                     **_enrolink_environment(url, True),
                     **queues,
-                    "ENROLINK_BENCH_RECORD_PATH": str(record_path),
+                    "ENROLINK_BENCH_RECORD": "true",
                 }
                 links = _link_inputs(link_pairs)
                 records = _record_inputs(results)
@@ -190,9 +187,7 @@ async def run_mutations(server_url: str) -> list[str]:
                     headers=headers,
                 ) as server:
                     async with connection_pool(server.base_url) as client:
-                        phases = await _measure_over_http(
-                            client, headers, record_path, links, records
-                        )
+                        phases = await _measure_over_http(client, headers, server, links, records)
                         lines += [
                             _line(f"{name} over HTTP", measured_result)
                             for name, _, measured_result, _ in phases
@@ -215,14 +210,13 @@ async def run_mutations(server_url: str) -> list[str]:
                         )
     finally:
         forget_queues(suffix)
-        record_path.unlink(missing_ok=True)
     return lines
 
 
 async def _measure_over_http(
     client: ConnectionPool,
     headers: dict[str, str],
-    record_path: Path,
+    server: ServerProcess,
     links: Iterator[dict[str, Any]],
     records: Iterator[dict[str, Any]],
 ) -> list[tuple[str, Phase, LoadResult | None, list[Transaction]]]:
@@ -233,7 +227,7 @@ async def _measure_over_http(
         ("recordResult", RECORD, records),
     ):
         for measured, phase in [(False, WARM_UP)] + [(True, p) for p in PHASES]:
-            before = len(read_transactions(record_path))
+            before = len(server.transactions())
 
             async def request(document: str = document, inputs: Iterator[Any] = inputs) -> None:
                 await _send(client, headers, document, next(inputs))
@@ -241,7 +235,7 @@ async def _measure_over_http(
             result = await run_load(request, phase)
             transactions = [
                 transaction
-                for transaction in read_transactions(record_path)[before:]
+                for transaction in server.transactions(before)
                 if not _is_publisher(transaction)
             ]
             phases.append((name, phase, result if measured else None, transactions))
@@ -258,7 +252,7 @@ async def _outbox_lag(
 ) -> str:
     """Start a worker, drain the outbox, send a burst of recordResult and time its roll-ups."""
     worker_environment = {
-        key: value for key, value in environment.items() if key != "ENROLINK_BENCH_RECORD_PATH"
+        key: value for key, value in environment.items() if key != "ENROLINK_BENCH_RECORD"
     }
     worker_environment["ENROLINK_REDIS_URL"] = redis_url()
     worker = _start_worker({**os.environ, **worker_environment}, log_path, 2)

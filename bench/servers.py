@@ -20,7 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 HOST = "127.0.0.1"
@@ -37,13 +37,20 @@ def free_port() -> int:
 
 
 def create_enrolink_app() -> Starlette:
-    """Return Enrolink's application, configured from ENROLINK_* variables, plus /bench/stats.
+    """Return Enrolink's application, configured from ENROLINK_* variables, plus bench routes.
 
-    Statements on api_tokens are the bearer-token check, which opens each request's
-    transaction; they are left out so the count is what the GraphQL operation sent.
+    /bench/stats counts statements. Statements on api_tokens are the bearer-token check, which
+    opens each request's transaction; they are left out so the count is what the GraphQL
+    operation sent. When ENROLINK_BENCH_RECORD is set, /bench/transactions returns the
+    statements of the committed transactions.
     """
     from enrolink.app import create_app, tune_garbage_collector
+    from enrolink.logging import configure_logging_from_settings
+    from enrolink.settings import load_settings
 
+    # As enrolink serve does: without it structlog keeps its defaults, which render every
+    # request's log line for the console at any ENROLINK_LOG_LEVEL.
+    configure_logging_from_settings(load_settings())
     totals = {"statements": 0}
 
     def count(_connection: Any, _cursor: Any, statement: str, *_arguments: Any) -> None:
@@ -51,26 +58,35 @@ def create_enrolink_app() -> Starlette:
             totals["statements"] += 1
 
     event.listen(Engine, "before_cursor_execute", count)
-    record_path = os.environ.get("ENROLINK_BENCH_RECORD_PATH")
-    if record_path:
-        record_transactions(Path(record_path))
+    recorded: list[Transaction] = []
+    if os.environ.get("ENROLINK_BENCH_RECORD"):
+        record_transactions(recorded)
 
     async def stats(_request: Request) -> JSONResponse:
         return JSONResponse(totals)
 
+    async def transactions(request: Request) -> Response:
+        since = int(request.query_params.get("since", "0"))
+        return Response(pickle.dumps(recorded[since:]), media_type="application/octet-stream")
+
     app = create_app()
     app.router.routes.insert(0, Route("/bench/stats", stats))
+    app.router.routes.insert(0, Route("/bench/transactions", transactions))
     # As enrolink serve does (enrolink.app.create_server_app).
     tune_garbage_collector()
     return app
 
 
-def record_transactions(path: Path) -> None:
-    """Append the statements of every committed transaction to ``path``, one pickle each.
+Transaction = list[tuple[str, Any, bool]]
+
+
+def record_transactions(recorded: list[Transaction]) -> None:
+    """Append the statements of every committed transaction to ``recorded``.
 
     The mutations bench replays them with asyncpg, so the two paths send the same SQL. The
     bearer-token lookup that opens each request's transaction is part of it, so it is recorded
-    and replayed too.
+    and replayed too. They stay in memory until the bench asks for them, so recording costs a
+    request no file writes.
     """
 
     def begin(connection: Any) -> None:
@@ -84,15 +100,14 @@ def record_transactions(path: Path) -> None:
         _context: Any,
         executemany: bool,
     ) -> None:
-        recorded = connection.info.get("bench_statements")
-        if recorded is not None:
-            recorded.append((statement, parameters, executemany))
+        statements = connection.info.get("bench_statements")
+        if statements is not None:
+            statements.append((statement, parameters, executemany))
 
     def commit(connection: Any) -> None:
-        recorded = connection.info.pop("bench_statements", None)
-        if recorded:
-            with path.open("ab") as file:
-                pickle.dump(recorded, file)
+        statements = connection.info.pop("bench_statements", None)
+        if statements:
+            recorded.append(statements)
 
     def rollback(connection: Any) -> None:
         connection.info.pop("bench_statements", None)
@@ -101,18 +116,6 @@ def record_transactions(path: Path) -> None:
     event.listen(Engine, "before_cursor_execute", before_execute)
     event.listen(Engine, "commit", commit)
     event.listen(Engine, "rollback", rollback)
-
-
-def read_transactions(path: Path) -> list[list[tuple[str, Any, bool]]]:
-    transactions: list[list[tuple[str, Any, bool]]] = []
-    if not path.exists():
-        return transactions
-    with path.open("rb") as file:
-        while True:
-            try:
-                transactions.append(pickle.load(file))
-            except EOFError:
-                return transactions
 
 
 def serve(kind: str, port: int, database_url: str, occurrence_id: int) -> None:
@@ -219,6 +222,19 @@ class ServerProcess:
             self._process.kill()
             self._process.wait()
         self._process = None
+
+    def transactions(self, since: int = 0) -> list[Transaction]:
+        """Return the committed transactions that the server recorded, from number ``since``."""
+        response = httpx.get(
+            f"{self.base_url}/bench/transactions",
+            params={"since": since},
+            headers=self.headers,
+            timeout=30,
+        )
+        response.raise_for_status()
+        # The bench started this server itself, on 127.0.0.1, so its pickles are trusted.
+        transactions: list[Transaction] = pickle.loads(response.content)
+        return transactions
 
     def statements(self) -> int:
         response = httpx.get(f"{self.base_url}/bench/stats", headers=self.headers, timeout=5)
