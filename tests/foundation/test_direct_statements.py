@@ -80,6 +80,30 @@ async def test_savepoint_rollback_undoes_statement(session: AsyncSession) -> Non
     assert await PARTNER_CODES.scalars(session, {"ids": [kept_id, dropped_id]}) == ["KEPT"]
 
 
+async def test_statements_follow_transactions_and_savepoints(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session:
+        await INSERT_PARTNER.execute(session, {"code": "FIRST", "name": "First"})
+        await session.commit()
+        # A new transaction, perhaps on another pooled connection.
+        await INSERT_PARTNER.execute(session, {"code": "SECOND", "name": "Second"})
+        first = await session.begin_nested()
+        await INSERT_PARTNER.execute(session, {"code": "THIRD", "name": "Third"})
+        await first.rollback()
+        # A second savepoint after the first one's rollback is a savepoint of its own.
+        second = await session.begin_nested()
+        await INSERT_PARTNER.execute(session, {"code": "FOURTH", "name": "Fourth"})
+        await second.commit()
+        await session.rollback()
+        await INSERT_PARTNER.execute(session, {"code": "FIFTH", "name": "Fifth"})
+        await session.commit()
+
+    async with sessionmaker() as session:
+        codes = (await session.scalars(select(Partner.code).order_by(Partner.id))).all()
+    assert codes == ["FIRST", "FIFTH"]
+
+
 async def test_orm_and_direct_share_transaction(session: AsyncSession) -> None:
     session.add(Partner(code="ORM", name="Added through the ORM"))
     await session.flush()
