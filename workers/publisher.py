@@ -123,8 +123,10 @@ async def _stamp_published(
 
 # The publisher stamps sent rows as published at most this often, in one statement for all of
 # them, instead of one transaction per request. The relay leaves unstamped rows alone for
-# outbox_publish_grace_seconds (10 s by default), far longer than this delay.
-STAMP_INTERVAL_SECONDS = 0.25
+# outbox_publish_grace_seconds (10 s by default), far longer than this delay. Each stamp is a
+# transaction on the event loop, and requests that arrive meanwhile wait for it, so stamps are
+# rare.
+STAMP_INTERVAL_SECONDS = 1.0
 
 
 class OutboxPublisher:
