@@ -43,7 +43,34 @@ def create_engine(
         **engine_options,
     )
     event.listen(engine.sync_engine.pool, "checkout", _replace_closed_connection)
+    _send_savepoints_as_text(engine.sync_engine.dialect)
     return engine
+
+
+def _send_savepoints_as_text(dialect: Any) -> None:
+    """Make the engine send savepoint statements as text instead of compiling them every time.
+
+    SQLAlchemy compiles SAVEPOINT, RELEASE SAVEPOINT and ROLLBACK TO SAVEPOINT anew for each
+    use, because its savepoint clauses are not cached. Every mutation runs in a savepoint, and
+    the two compilations took about 0.2 ms of its CPU. The text is the same as the compiled
+    statements', and it still goes through the connection, so cursor events and statement
+    counts see it.
+    """
+    preparer = dialect.identifier_preparer
+
+    def do_savepoint(connection: Any, name: str) -> None:
+        connection.exec_driver_sql(f"SAVEPOINT {preparer.quote(name)}")
+
+    def do_rollback_to_savepoint(connection: Any, name: str) -> None:
+        connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {preparer.quote(name)}")
+
+    def do_release_savepoint(connection: Any, name: str) -> None:
+        connection.exec_driver_sql(f"RELEASE SAVEPOINT {preparer.quote(name)}")
+
+    # Attributes of this dialect instance, the engine's own, in place of the class's methods.
+    dialect.do_savepoint = do_savepoint
+    dialect.do_rollback_to_savepoint = do_rollback_to_savepoint
+    dialect.do_release_savepoint = do_release_savepoint
 
 
 def _replace_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
