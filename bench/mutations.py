@@ -37,8 +37,8 @@ from schema.ids import encode_id
 # Unmeasured: the first requests prepare statements on each pooled connection and fill the
 # application's caches, on both sides.
 WARM_UP = Phase(16, 32, 60.0)
-# 600 requests at concurrency 1 put 30 of them in the slowest 5%; with 200, the p95 of either side
-# moved by a third between runs of the same code.
+# 600 requests at concurrency 1 put 30 of them in the slowest 5%. With 200, the p95 of either side
+# changed by up to two times between runs of the same code.
 PHASES = [Phase(1, 600, 60.0), Phase(16, 320, 60.0)]
 BURST = 1_000
 BURST_CONCURRENCY = 16
