@@ -20,13 +20,16 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 HOST = "127.0.0.1"
 # A server whose /bench/stats does not respond within this time has failed to start.
 START_TIMEOUT_SECONDS = 30.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+# One committed transaction: each statement with its parameters and whether it ran executemany.
+Transaction = list[tuple[str, Any, bool]]
 
 
 def free_port() -> int:
@@ -39,10 +42,10 @@ def free_port() -> int:
 def create_enrolink_app() -> Starlette:
     """Return Enrolink's application, configured from ENROLINK_* variables, plus bench routes.
 
-    /bench/stats counts statements. Statements on api_tokens are the bearer-token check, which
-    opens each request's transaction; they are left out so the count is what the GraphQL
-    operation sent. When ENROLINK_BENCH_RECORD is set, /bench/transactions returns the
-    statements of the committed transactions.
+    /bench/stats counts statements. It leaves out the statements on api_tokens, the bearer-token
+    check that opens each request's transaction, so the count is what the GraphQL operation
+    sent. When ENROLINK_BENCH_RECORD is set, /bench/transactions returns the statements of the
+    committed transactions.
     """
     from enrolink.app import create_app, tune_garbage_collector
     from enrolink.logging import configure_logging_from_settings
@@ -66,8 +69,12 @@ def create_enrolink_app() -> Starlette:
         return JSONResponse(totals)
 
     async def transactions(request: Request) -> Response:
-        since = int(request.query_params.get("since", "0"))
-        return Response(pickle.dumps(recorded[since:]), media_type="application/octet-stream")
+        since = request.query_params.get("since", "0")
+        if not since.isdigit():
+            return PlainTextResponse(
+                f"Invalid since={since!r}: pass the number of transactions already read.", 400
+            )
+        return Response(pickle.dumps(recorded[int(since) :]), media_type="application/octet-stream")
 
     app = create_app()
     app.router.routes.insert(0, Route("/bench/stats", stats))
@@ -75,9 +82,6 @@ def create_enrolink_app() -> Starlette:
     # As enrolink serve does (enrolink.app.create_server_app).
     tune_garbage_collector()
     return app
-
-
-Transaction = list[tuple[str, Any, bool]]
 
 
 def record_transactions(recorded: list[Transaction]) -> None:

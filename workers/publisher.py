@@ -47,8 +47,8 @@ def publish_messages(app: Any, messages: Sequence[PendingMessage]) -> PublishOut
     return PublishOutcome.all_sent(messages)
 
 
-# The API stamps every few hundred milliseconds while it serves requests on the same event loop,
-# so the statement is a direct one (see models.direct).
+# The API stamps once a second while it serves requests on the same event loop, so the
+# statement is a direct one (see models.direct).
 _MARK_PUBLISHED = IdListStatement(
     lambda ids_match: (
         update(OutboxMessage)

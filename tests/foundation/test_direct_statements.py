@@ -80,7 +80,7 @@ async def test_savepoint_rollback_undoes_statement(session: AsyncSession) -> Non
     assert await PARTNER_CODES.scalars(session, {"ids": [kept_id, dropped_id]}) == ["KEPT"]
 
 
-async def test_statements_follow_transactions_and_savepoints(
+async def test_statements_follow_transactions(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     async with sessionmaker() as session:
@@ -88,13 +88,13 @@ async def test_statements_follow_transactions_and_savepoints(
         await session.commit()
         # A new transaction, perhaps on another pooled connection.
         await INSERT_PARTNER.execute(session, {"code": "SECOND", "name": "Second"})
-        first = await session.begin_nested()
+        rolled_back = await session.begin_nested()
         await INSERT_PARTNER.execute(session, {"code": "THIRD", "name": "Third"})
-        await first.rollback()
-        # A second savepoint after the first one's rollback is a savepoint of its own.
-        second = await session.begin_nested()
+        await rolled_back.rollback()
+        # A savepoint begun after another's rollback is a savepoint of its own.
+        released = await session.begin_nested()
         await INSERT_PARTNER.execute(session, {"code": "FOURTH", "name": "Fourth"})
-        await second.commit()
+        await released.commit()
         await session.rollback()
         await INSERT_PARTNER.execute(session, {"code": "FIFTH", "name": "Fifth"})
         await session.commit()

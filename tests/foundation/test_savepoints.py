@@ -13,7 +13,7 @@ from models.tables import Partner
 async def test_savepoints_roll_back_and_release(engine: AsyncEngine, session: AsyncSession) -> None:
     sent: list[str] = []
 
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def record(_connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         sent.append(statement)
 
     event.listen(engine.sync_engine, "before_cursor_execute", record)
