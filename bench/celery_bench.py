@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,16 @@ def forget_queues(suffix: str) -> None:
         client.close()
 
 
+@dataclass(frozen=True)
+class Round:
+    """One round of roll-ups through Celery: ids per task, seconds, and whether all finished."""
+
+    batch: int
+    seconds: float
+    finished: bool
+    line: str
+
+
 async def roll_up_through_celery(
     sessionmaker: async_sessionmaker[AsyncSession],
     database_url: str,
@@ -71,8 +82,8 @@ async def roll_up_through_celery(
     concurrency: int,
     rounds: Sequence[tuple[int, str]],
     before_round: Callable[[], Awaitable[None]] | None = None,
-) -> list[str]:
-    """Roll up every enrolment through one worker, once per round; return one line per round.
+) -> list[Round]:
+    """Roll up every enrolment through one worker, once per round; return each round's figures.
 
     Each round is (ids per task, description of the starting state). ``before_round`` runs
     before each round's clock starts, for example to make every result stale again.
@@ -100,7 +111,7 @@ async def roll_up_through_celery(
 
     app = create_celery_app(settings)
     worker = _start_worker(environment, log_path, concurrency)
-    lines: list[str] = []
+    measured: list[Round] = []
     try:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while "worker.ready" not in log_path.read_text(errors="replace"):
@@ -111,14 +122,14 @@ async def roll_up_through_celery(
         for batch, state in rounds:
             if before_round is not None:
                 await before_round()
-            lines.append(
+            measured.append(
                 await _one_round(sessionmaker, app, ids, batch, state, concurrency=concurrency)
             )
     finally:
         _stop_worker(worker)
         app.close()
         forget_queues(suffix)
-    return lines
+    return measured
 
 
 async def _one_round(
@@ -129,7 +140,7 @@ async def _one_round(
     state: str,
     *,
     concurrency: int,
-) -> str:
+) -> Round:
     async with sessionmaker() as session:
         since = (await session.execute(text("SELECT now()"))).scalar_one()
     started = time.perf_counter()
@@ -151,11 +162,12 @@ async def _one_round(
         await asyncio.sleep(POLL_SECONDS)
     seconds = time.perf_counter() - started
     finished = "all" if computed >= len(ids) else f"only {computed:,} of"
-    return (
+    line = (
         f"roll-up through Celery, {batch:,} enrolments per task ({tasks:,} tasks), {state}, "
         f"worker concurrency {concurrency}: {finished} {len(ids):,} enrolments computed in "
         f"{seconds:.2f} s ({computed / seconds:,.0f} per second; sending took {sent:.2f} s)"
     )
+    return Round(batch, seconds, computed >= len(ids), line)
 
 
 def _start_worker(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bench.database import bench_database, default_server_url
 from bench.datasets import DATASETS, load
+from bench.targets import Target, table
 
 
 async def _dataset(name: str, server_url: str, keep: bool) -> None:
@@ -22,27 +23,59 @@ async def _dataset(name: str, server_url: str, keep: bool) -> None:
     print(f"done in {time.perf_counter() - started:.2f} s")
 
 
-def _ladder(server_url: str, quick: bool) -> None:
-    from bench.ladder import run_ladder
-    from bench.report import machine, ratios, same_data, table, versions
+def _load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _print_setting(load_before: str) -> None:
+    from bench.report import machine, versions
 
     # Other processes on the machine skew every figure, so the load is printed with them.
-    load_before = Path("/proc/loadavg").read_text().split()[:3]
-    levels = asyncio.run(run_ladder(server_url, quick=quick))
-    load_after = Path("/proc/loadavg").read_text().split()[:3]
-    print()
     print(f"machine: {machine()}")
-    print(
-        f"load average (1, 5, 15 min) before: {' '.join(load_before)}, "
-        f"after: {' '.join(load_after)}"
-    )
+    print(f"load average (1, 5, 15 min) before: {load_before}, after: {_load_average()}")
     print(f"versions: {versions()}")
+
+
+def _ladder(server_url: str, quick: bool) -> list[Target]:
+    from bench.ladder import run_ladder
+    from bench.report import ratios, same_data
+    from bench.report import table as ladder_table
+
+    load_before = _load_average()
+    levels = asyncio.run(run_ladder(server_url, quick=quick))
+    print()
+    _print_setting(load_before)
     print(f"all levels returned the same data: {'yes' if same_data(levels) else 'NO'}")
     print()
-    print(table(levels))
+    print(ladder_table(levels))
     print()
-    for line in ratios(levels):
-        print(line)
+    targets, lines = ratios(levels)
+    print("\n".join(lines))
+    if not same_data(levels):
+        targets.append(Target("nested read: every level returns the same data", "no", "yes", False))
+    return targets
+
+
+def _all(server_url: str, quick: bool) -> None:
+    """Run the ladder, the workers and the mutations, then print every target in one table."""
+    from bench.mutations import run_mutations
+    from bench.workers_bench import run_workers_bench
+
+    load_before = _load_average()
+    targets = _ladder(server_url, quick)
+    for title, run in (
+        ("workers on bench-large", run_workers_bench),
+        ("mutations on bench-500", run_mutations),
+    ):
+        print()
+        print(f"{title}:")
+        lines, measured = asyncio.run(run(server_url))
+        print("\n".join(lines))
+        targets += measured
+    print()
+    _print_setting(load_before)
+    print()
+    print(table(targets))
 
 
 def _inprocess() -> None:
@@ -59,7 +92,8 @@ def _inprocess() -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmarks of Enrolink; with no command, run the nested-read ladder.",
+        description="Benchmarks of Enrolink; with no command, run all of them and print every "
+        "target in one table.",
     )
     database_help = (
         "PostgreSQL server on which the bench creates (and drops) its own database; "
@@ -71,6 +105,15 @@ def main(argv: list[str] | None = None) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--database-url", default=argparse.SUPPRESS, help=database_help)
     commands = parser.add_subparsers(dest="command")
+    everything = commands.add_parser(
+        "all",
+        parents=[common],
+        help="run the ladder, the workers and the mutations, and print every target in one "
+        "table (the default)",
+    )
+    everything.add_argument(
+        "--quick", action="store_true", help="run the ladder with far fewer requests"
+    )
     ladder = commands.add_parser(
         "ladder", parents=[common], help="run the nested-read ladder on bench-500"
     )
@@ -133,5 +176,9 @@ def main(argv: list[str] | None = None) -> None:
         from bench.profiling import main as profile_main
 
         profile_main(arguments.database_url, arguments.compiled)
+    elif arguments.command == "ladder":
+        targets = _ladder(arguments.database_url, quick=arguments.quick)
+        print()
+        print(table(targets))
     else:
-        _ladder(arguments.database_url, quick=getattr(arguments, "quick", False))
+        _all(arguments.database_url, quick=getattr(arguments, "quick", False))

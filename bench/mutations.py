@@ -32,6 +32,7 @@ from bench.datasets import DATASETS, load
 from bench.ladder import OCCURRENCE_ID, _enrolink_environment, _staff_token
 from bench.load import LoadResult, Phase, run_load
 from bench.servers import ServerProcess, Transaction
+from bench.targets import Target, ratio_at_most, table
 from schema.ids import encode_id
 
 # Unmeasured: the first requests prepare statements on each pooled connection and fill the
@@ -158,8 +159,10 @@ def _line(label: str, result: LoadResult) -> str:
     )
 
 
-async def run_mutations(server_url: str) -> list[str]:
+async def run_mutations(server_url: str) -> tuple[list[str], list[Target]]:
+    """Measure both mutations and the outbox lag; return the lines to print and the targets."""
     lines: list[str] = []
+    targets: list[Target] = []
     log_path = Path(tempfile.gettempdir()) / f"enrolink-bench-{os.getpid()}.log"
     suffix = uuid.uuid4().hex[:10]
     queues = {
@@ -206,13 +209,23 @@ async def run_mutations(server_url: str) -> list[str]:
                                 _line(f"{name} statements sent with asyncpg", replayed)
                                 + f", {statements:.1f} statements per transaction"
                             )
+                            targets.append(
+                                ratio_at_most(
+                                    f"{name} p95 at concurrency {phase.concurrency}: "
+                                    "over HTTP / its statements with asyncpg",
+                                    measured_result.p95,
+                                    replayed.p95,
+                                    3,
+                                    "ms",
+                                )
+                            )
 
                         lines.append(
                             await _outbox_lag(url, client, headers, records, environment, log_path)
                         )
     finally:
         forget_queues(suffix)
-    return lines
+    return lines, targets
 
 
 async def _measure_over_http(
@@ -308,5 +321,7 @@ async def _outbox_lag(
 
 
 def main(server_url: str) -> None:
-    for line in asyncio.run(run_mutations(server_url)):
-        print(line)
+    lines, targets = asyncio.run(run_mutations(server_url))
+    print("\n".join(lines))
+    print()
+    print(table(targets))

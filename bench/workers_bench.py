@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bench.celery_bench import roll_up_through_celery
 from bench.database import bench_database, sqlalchemy_url
 from bench.datasets import DATASETS, load
+from bench.targets import Target, ratio_at_most, table
 from models.db import create_engine, create_sessionmaker
 from models.reconciliation import reconcile
 from models.roll_up import roll_up
@@ -23,9 +25,12 @@ CELERY_CONCURRENCY = 2
 # Ids per roll-up task sent through Celery, each round starting with every result stale. A task
 # costs about 24 ms besides its statement (measured with one id per task), which is under 10% of
 # the statement's time from 200 ids up (about 0.5 ms per stale enrolment directly). Larger
-# batches hold their locks longer and can leave one worker idle at the end. The recorded run
-# took 8.3 to 8.9 s at all three sizes, so 500 is the size docs/benchmarks.md recommends.
+# batches hold their locks longer and can leave one worker idle at the end. In the recorded run
+# 500 and 1,000 took about the same and 200 a fifth longer, so 500 is the size
+# docs/benchmarks.md recommends.
 CELERY_BATCHES = (200, 500, 1_000)
+# The reconciler must get through bench-large with 1% orphans within this.
+RECONCILER_LIMIT_SECONDS = 30.0
 
 _CLEAR_ADMINISTRATIVE_RESULTS = text(
     "UPDATE enrolled_units r SET outcome = NULL, start_date = NULL, "
@@ -54,8 +59,10 @@ async def _clear_results(sessionmaker: async_sessionmaker[AsyncSession]) -> None
         await session.commit()
 
 
-async def run_workers_bench(server_url: str) -> list[str]:
+async def run_workers_bench(server_url: str) -> tuple[list[str], list[Target]]:
+    """Time the roll-ups and the reconciler; return the lines to print and the targets."""
     lines: list[str] = []
+    targets: list[Target] = []
     async with bench_database(server_url) as url:
         await load(url, DATASETS["bench-large"])
         engine = create_engine(sqlalchemy_url(url), pool_size=2, max_overflow=0)
@@ -76,10 +83,10 @@ async def run_workers_bench(server_url: str) -> list[str]:
             # Clear every administrative result, so the first roll-up rewrites all of them.
             await _clear_results(sessionmaker)
 
-            seconds, changed = await _roll_up_all(sessionmaker, ids, len(ids))
+            direct_seconds, changed = await _roll_up_all(sessionmaker, ids, len(ids))
             lines.append(
                 f"roll-up of all {len(ids):,} administrative enrolments in one transaction, "
-                f"all results stale: {seconds:.2f} s, {changed:,} results changed"
+                f"all results stale: {direct_seconds:.2f} s, {changed:,} results changed"
             )
             seconds, changed = await _roll_up_all(sessionmaker, ids, len(ids))
             lines.append(
@@ -93,7 +100,7 @@ async def run_workers_bench(server_url: str) -> list[str]:
             )
 
             # Every round rewrites all 240,000 results, the same work as the first direct run.
-            lines += await roll_up_through_celery(
+            rounds = await roll_up_through_celery(
                 sessionmaker,
                 sqlalchemy_url(url),
                 ids,
@@ -101,6 +108,18 @@ async def run_workers_bench(server_url: str) -> list[str]:
                 rounds=[(batch, "all results stale") for batch in CELERY_BATCHES],
                 before_round=lambda: _clear_results(sessionmaker),
             )
+            for measured in rounds:
+                lines.append(measured.line)
+                target = ratio_at_most(
+                    f"roll-up of {len(ids):,} enrolments through Celery, {measured.batch:,} "
+                    "per task / the direct statement",
+                    measured.seconds,
+                    direct_seconds,
+                    2,
+                    "s",
+                )
+                # A round that timed out has no end-to-end time to judge.
+                targets.append(target if measured.finished else replace(target, met=False))
 
             async with sessionmaker() as session:
                 # 1% orphans: every hundredth session enrolment deleted with its link left open.
@@ -127,11 +146,21 @@ async def run_workers_bench(server_url: str) -> list[str]:
                 f"reconciler over bench-large with {orphaned.rowcount:,} orphaned links (1%): "  # type: ignore[attr-defined]
                 f"{seconds:.2f} s; found/repaired: {counts}"
             )
+            targets.append(
+                Target(
+                    "reconciler over bench-large with 1% orphaned links",
+                    f"{seconds:.2f} s",
+                    f"under {RECONCILER_LIMIT_SECONDS:g} s",
+                    seconds < RECONCILER_LIMIT_SECONDS,
+                )
+            )
         finally:
             await engine.dispose()
-    return lines
+    return lines, targets
 
 
 def main(server_url: str) -> None:
-    for line in asyncio.run(run_workers_bench(server_url)):
-        print(line)
+    lines, targets = asyncio.run(run_workers_bench(server_url))
+    print("\n".join(lines))
+    print()
+    print(table(targets))
