@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models.enums import OccurrenceKind
+from models.log_fields import id_fields
 from models.outbox import request_roll_up
 from models.roll_up import DERIVED_RESULTS_SQL, DIFFERS_SQL
 from models.tables import ReconciliationCount, ReconciliationRun
@@ -313,7 +314,7 @@ def _log_closed_links(rows: Any) -> None:
     for row in rows:
         by_cause.setdefault(row.cause, []).append(row.id)
     for cause, link_ids in by_cause.items():
-        log.info("reconciliation.links_closed", cause=cause, link_ids=link_ids)
+        log.info("reconciliation.links_closed", cause=cause, **id_fields("link_ids", link_ids))
 
 
 async def _request_stale_roll_ups(

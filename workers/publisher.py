@@ -20,6 +20,7 @@ from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models.direct import IdListStatement
+from models.log_fields import id_fields
 from models.outbox import PendingMessage
 from models.tables import OutboxMessage
 from workers.async_sender import AsyncTaskSender
@@ -102,7 +103,9 @@ async def _send_in_thread(celery_app: Any, messages: list[PendingMessage]) -> li
         # Only loading the app and its settings can fail here (no ENROLINK_REDIS_URL, say).
         outcome = PublishOutcome.none_sent(messages, error)
     if outcome.unsent:
-        log.warning("outbox.publish_failed", outbox_ids=outcome.unsent, error=outcome.error)
+        log.warning(
+            "outbox.publish_failed", **id_fields("outbox_ids", outcome.unsent), error=outcome.error
+        )
     return outcome.published
 
 
@@ -116,9 +119,11 @@ async def _stamp_published(
     except Exception as error:
         # The tasks are on their way, and the relay sends them once more later. A task whose
         # outbox row is processed returns at once, so the duplicate does nothing.
-        log.warning("outbox.mark_published_failed", outbox_ids=outbox_ids, error=repr(error))
+        log.warning(
+            "outbox.mark_published_failed", **id_fields("outbox_ids", outbox_ids), error=repr(error)
+        )
         return
-    log.info("outbox.published", outbox_ids=outbox_ids)
+    log.info("outbox.published", **id_fields("outbox_ids", outbox_ids))
 
 
 # The publisher stamps sent rows as published at most this often, in one statement for all of
@@ -214,7 +219,11 @@ class OutboxPublisher:
     async def _send(self, batch: list[PendingMessage]) -> None:
         outcome = await self._sender.send(batch)
         if outcome.unsent:
-            log.warning("outbox.publish_failed", outbox_ids=outcome.unsent, error=outcome.error)
+            log.warning(
+                "outbox.publish_failed",
+                **id_fields("outbox_ids", outcome.unsent),
+                error=outcome.error,
+            )
         self._sent.extend(outcome.published)
 
     async def _stamp(self) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from enrolink.settings import Settings
+from models.log_fields import id_fields
 from models.outbox import PendingMessage
 from models.tables import OutboxMessage
 from workers.publisher import mark_published, publish_messages
@@ -94,10 +95,14 @@ async def relay_outbox(
                     publish_count=publish_count,
                 )
         if outcome.unsent:
-            log.warning("outbox.publish_failed", outbox_ids=outcome.unsent, error=outcome.error)
+            log.warning(
+                "outbox.publish_failed",
+                **id_fields("outbox_ids", outcome.unsent),
+                error=outcome.error,
+            )
             break
         if outcome.published:
-            log.info("outbox.relayed", outbox_ids=outcome.published)
+            log.info("outbox.relayed", **id_fields("outbox_ids", outcome.published))
         if len(rows) < settings.outbox_relay_batch_size:
             break
     return counts

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
+import structlog.testing
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import models.log_fields
 from models.enums import EnrolmentStatus, OccurrenceKind, Outcome
 from models.outbox import ROLL_UP_TASK, take_pending
 from models.reconciliation import (
@@ -131,6 +133,28 @@ async def test_reconcile_closes_all_links_of_cancelled(session: AsyncSession) ->
     run = await reconcile(session, trigger="test", batch_size=2)
 
     assert _counts(run) == _only(ReconciliationCause.ENROLMENT_CANCELLED, 3, 3)
+
+
+async def test_reconcile_log_caps_link_ids(
+    session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(models.log_fields, "MAX_LOGGED_IDS", 2)
+    builder = Builder(session)
+    linked = await linked_client(builder, [[0], [1], [2]])
+    await session.execute(
+        update(Enrolment)
+        .where(Enrolment.id == linked.administrative_enrolment_id)
+        .values(status=EnrolmentStatus.CANCELLED)
+    )
+
+    with structlog.testing.capture_logs() as logs:
+        await reconcile(session, trigger="test", batch_size=10)
+
+    closed = [entry for entry in logs if entry["event"] == "reconciliation.links_closed"]
+    assert len(closed) == 1
+    assert closed[0]["link_count"] == 3
+    assert len(closed[0]["link_ids"]) == 2
+    assert set(closed[0]["link_ids"]) <= set(linked.link_ids)
 
 
 async def test_reconcile_requests_roll_up_for_orphan(session: AsyncSession) -> None:
