@@ -153,6 +153,12 @@ def main(argv: list[str] | None = None) -> None:
         "--compiled", action="store_true", help="profile the compiled path instead of resolvers"
     )
     arguments = parser.parse_args(argv)
+    if arguments.command != "serve":
+        from enrolink.logging import configure_logging
+
+        # The reconciler and the roll-ups run in this process too. Their INFO events (one per
+        # batch) would come between the figures, and the server and worker logs have them.
+        configure_logging(level="WARNING")
 
     if arguments.command == "dataset":
         asyncio.run(_dataset(arguments.name, arguments.database_url, arguments.keep))
