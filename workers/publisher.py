@@ -202,8 +202,10 @@ class OutboxPublisher:
                     return
                 self._wake.clear()
                 timeout = self._until_stamp() if self._sent else None
+                # asyncio.timeout, unlike wait_for, starts no task of its own for each wait.
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
                 continue
