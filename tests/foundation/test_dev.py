@@ -45,12 +45,16 @@ def free_port() -> int:
     return port
 
 
-def start_dev(data_dir: Path, port: int, output: Path) -> DevProcess:
+def start_dev(
+    data_dir: Path, port: int, output: Path, *, python_path: Path | None = None
+) -> DevProcess:
     # Without ENROLINK_DATABASE_URL and ENROLINK_REDIS_URL, dev starts the embedded servers.
     environment = {
         name: value for name, value in os.environ.items() if not name.startswith("ENROLINK_")
     }
     environment["ENROLINK_DATA_DIR"] = str(data_dir)
+    if python_path is not None:
+        environment["PYTHONPATH"] = str(python_path)
     with output.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "enrolink", "dev", "--host", "127.0.0.1", "--port", str(port)],
@@ -379,6 +383,30 @@ def test_second_dev_rejected_in_same_folder(tmp_path: Path) -> None:
     assert redis_answers is True
     assert first_status == 0, first.text()
     assert processes_using(data_dir) == [], first.text()
+
+
+def test_dev_names_missing_embedded_package(tmp_path: Path) -> None:
+    # A package of the same name first on the path, whose import fails as an absent one does.
+    shadow = tmp_path / "shadow" / "pgserver"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('pgserver is not installed')\n")
+    data_dir = tmp_path / "data"
+
+    dev = start_dev(data_dir, free_port(), tmp_path / "dev.log", python_path=shadow.parent)
+    try:
+        status = dev.process.wait(timeout=STARTUP_TIMEOUT_SECONDS)
+    finally:
+        kill_leftovers(dev, [])
+
+    output = dev.text()
+    assert status == 2, output
+    assert (
+        "enrolink dev: The pgserver package, which runs the embedded PostgreSQL, is not "
+        "installed. Install it with pip install 'enrolink[embedded]'" in output
+    )
+    assert "or set ENROLINK_DATABASE_URL to a PostgreSQL server of your own." in output
+    assert "Traceback" not in output
+    assert processes_using(data_dir) == []
 
 
 def test_dev_stops_when_embedded_redis_dies(tmp_path: Path) -> None:
