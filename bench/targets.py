@@ -19,25 +19,34 @@ def ratio_at_most(
     comparison: str, numerator: float, denominator: float, limit: float, unit: str
 ) -> Target:
     """Judge ``numerator / denominator`` against an upper limit; figures print in ``unit``."""
-    ratio = numerator / denominator
-    return Target(
-        comparison,
-        f"{_figure(numerator, unit)} / {_figure(denominator, unit)} = {ratio:.2f}x",
-        f"at most {limit:g}x",
-        ratio <= limit,
-    )
+    return _ratio(comparison, numerator, denominator, limit, unit, at_most=True)
 
 
 def ratio_at_least(
     comparison: str, numerator: float, denominator: float, limit: float, unit: str
 ) -> Target:
     """Judge ``numerator / denominator`` against a lower limit; figures print in ``unit``."""
+    return _ratio(comparison, numerator, denominator, limit, unit, at_most=False)
+
+
+def _ratio(
+    comparison: str,
+    numerator: float,
+    denominator: float,
+    limit: float,
+    unit: str,
+    *,
+    at_most: bool,
+) -> Target:
     ratio = numerator / denominator
+    # Upper limits sit near the ratio (3x against about 2.7x), so their ratio gets a second
+    # decimal. Lower limits are met by far (10x against about 50x).
+    shown = f"{ratio:.2f}x" if at_most else f"{ratio:.1f}x"
     return Target(
         comparison,
-        f"{_figure(numerator, unit)} / {_figure(denominator, unit)} = {ratio:.1f}x",
-        f"at least {limit:g}x",
-        ratio >= limit,
+        f"{_figure(numerator, unit)} / {_figure(denominator, unit)} = {shown}",
+        f"at most {limit:g}x" if at_most else f"at least {limit:g}x",
+        ratio <= limit if at_most else ratio >= limit,
     )
 
 

@@ -121,14 +121,18 @@ async def test_reconcile_closes_orphaned_link(
     assert sound.unlinked_at is None
 
 
-async def test_reconcile_closes_all_links_of_cancelled(session: AsyncSession) -> None:
-    builder = Builder(session)
-    linked = await linked_client(builder, [[0], [1], [2]])
+async def _cancel_administrative_enrolment(session: AsyncSession, linked: Linked) -> None:
     await session.execute(
         update(Enrolment)
         .where(Enrolment.id == linked.administrative_enrolment_id)
         .values(status=EnrolmentStatus.CANCELLED)
     )
+
+
+async def test_reconcile_closes_all_links_of_cancelled(session: AsyncSession) -> None:
+    builder = Builder(session)
+    linked = await linked_client(builder, [[0], [1], [2]])
+    await _cancel_administrative_enrolment(session, linked)
 
     run = await reconcile(session, trigger="test", batch_size=2)
 
@@ -141,11 +145,7 @@ async def test_reconcile_log_caps_link_ids(
     monkeypatch.setattr(models.log_fields, "MAX_LOGGED_IDS", 2)
     builder = Builder(session)
     linked = await linked_client(builder, [[0], [1], [2]])
-    await session.execute(
-        update(Enrolment)
-        .where(Enrolment.id == linked.administrative_enrolment_id)
-        .values(status=EnrolmentStatus.CANCELLED)
-    )
+    await _cancel_administrative_enrolment(session, linked)
 
     with structlog.testing.capture_logs() as logs:
         await reconcile(session, trigger="test", batch_size=10)
