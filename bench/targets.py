@@ -41,10 +41,10 @@ def _ratio(
     ratio = numerator / denominator
     # Upper limits sit near the ratio (3x against about 2.7x), so their ratio gets a second
     # decimal. Lower limits are met by far (10x against about 50x).
-    shown = f"{ratio:.2f}x" if at_most else f"{ratio:.1f}x"
+    ratio_text = f"{ratio:.2f}x" if at_most else f"{ratio:.1f}x"
     return Target(
         comparison,
-        f"{_figure(numerator, unit)} / {_figure(denominator, unit)} = {shown}",
+        f"{_figure(numerator, unit)} / {_figure(denominator, unit)} = {ratio_text}",
         f"at most {limit:g}x" if at_most else f"at least {limit:g}x",
         ratio <= limit if at_most else ratio >= limit,
     )
