@@ -34,6 +34,7 @@ from enrolink.embedded import (
     EmbeddedPostgres,
     EmbeddedRedis,
     EmbeddedServerMissing,
+    check_installed,
     process_is_running,
     start_postgres,
     start_redis,
@@ -90,6 +91,8 @@ class DevRun:
     server_pids: dict[str, int] = field(default_factory=dict)
     # The shell file with the embedded servers' URLs, removed when the run stops.
     env_file: Path | None = None
+    # The file with this run's staff token, removed when the run stops.
+    token_file: Path | None = None
 
 
 class DataFolderInUse(Exception):
@@ -174,6 +177,9 @@ def _start(run: DevRun, settings: Settings, data_dir: Path, host: str, port: int
     # A run killed with SIGKILL leaves its file behind; this run writes its own.
     (data_dir / DEV_ENV_FILE_NAME).unlink(missing_ok=True)
 
+    # Both packages are checked before either server starts, so one message names all that
+    # is missing.
+    check_installed(postgres=database_url is None, redis=redis_url is None)
     if database_url is None or redis_url is None:
         _report(f"Data folder: {data_dir}")
     if database_url is None:
@@ -211,6 +217,10 @@ def _start(run: DevRun, settings: Settings, data_dir: Path, host: str, port: int
     _report(token)
     _report("In GraphiQL, open Headers and paste:")
     _report(f'{{"Authorization": "Bearer {token}"}}')
+    # The worker's and beat's log lines soon push the token out of sight, so it is kept where
+    # the developer can read it again.
+    run.token_file = _write_token_file(data_dir, token)
+    _report(f"The token is also in {run.token_file} while this run lasts.")
     exports = _export_lines(run, database_url, redis_url)
     if exports:
         run.env_file = _write_env_file(data_dir, exports)
@@ -245,6 +255,17 @@ def _write_env_file(data_dir: Path, exports: list[str]) -> Path:
     return path
 
 
+def _write_token_file(data_dir: Path, token: str) -> Path:
+    """Write the token to a file that only this user can read, and return its path."""
+    path = data_dir / TOKEN_FILE_NAME
+    # A killed run leaves its file behind, with a token that this run has revoked.
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(token + "\n")
+    return path
+
+
 def load_demo_data(database_url: str) -> None:
     """Load the demo data (as `enrolink seed` does) when the database contains no data yet.
 
@@ -266,6 +287,8 @@ def load_demo_data(database_url: str) -> None:
         _report("Demo data: not loaded, because the database already contains other data")
 
 
+# The file in the data folder with the staff token of the running `enrolink dev`.
+TOKEN_FILE_NAME = "token"
 # The name of the staff token that each `enrolink dev` run issues.
 DEV_TOKEN_NAME = "enrolink dev"
 
@@ -458,8 +481,9 @@ def _supervise(run: DevRun) -> NoReturn:
 
 def _stop_everything(run: DevRun) -> None:
     """Stop the children, then Redis, then PostgreSQL, logging a step that fails and going on."""
-    if run.env_file is not None:
-        run.env_file.unlink(missing_ok=True)
+    for written in (run.env_file, run.token_file):
+        if written is not None:
+            written.unlink(missing_ok=True)
     _stop_children(run.children)
     if run.redis is not None:
         try:
@@ -471,7 +495,8 @@ def _stop_everything(run: DevRun) -> None:
             run.postgres.stop()
         except Exception as error:
             log.error("embedded_postgres.stop_failed", error=repr(error))
-    _report("Enrolink dev stopped.")
+    if run.postgres is not None or run.redis is not None or run.children:
+        _report("Enrolink dev stopped.")
 
 
 def _stop_children(children: list[Child]) -> None:

