@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,6 +25,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bench.logs import run_log
 from enrolink.settings import load_settings
 from models.outbox import ROLL_UP_TASK
 
@@ -100,7 +100,6 @@ async def roll_up_through_celery(
         ENROLINK_LOG_FORMAT="json",
         ENROLINK_LOG_LEVEL="INFO",
     )
-    log_path = Path(tempfile.gettempdir()) / f"enrolink-bench-worker-{suffix}.log"
     settings = load_settings(
         database_url=database_url,
         redis_url=redis_url(),
@@ -110,11 +109,31 @@ async def roll_up_through_celery(
     from workers.celery_app import create_celery_app
 
     app = create_celery_app(settings)
+    with run_log("worker") as log:
+        try:
+            return await _rounds(
+                sessionmaker, app, ids, environment, log.path, concurrency, rounds, before_round
+            )
+        finally:
+            app.close()
+            forget_queues(suffix)
+
+
+async def _rounds(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    app: Any,
+    ids: list[int],
+    environment: dict[str, str],
+    log_path: Path,
+    concurrency: int,
+    rounds: Sequence[tuple[int, str]],
+    before_round: Callable[[], Awaitable[None]] | None,
+) -> list[Round]:
     worker = _start_worker(environment, log_path, concurrency)
     measured: list[Round] = []
     try:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while "worker.ready" not in log_path.read_text(errors="replace"):
+        while "worker.ready" not in await asyncio.to_thread(log_path.read_text, errors="replace"):
             if worker.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the Celery worker did not start; see {log_path}")
             await asyncio.sleep(0.2)
@@ -127,8 +146,6 @@ async def roll_up_through_celery(
             )
     finally:
         _stop_worker(worker)
-        app.close()
-        forget_queues(suffix)
     return measured
 
 

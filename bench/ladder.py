@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import httpx
 from bench.database import bench_database, sqlalchemy_url
 from bench.datasets import DATASETS, load
 from bench.load import LoadResult, Phase, run_load
+from bench.logs import run_log
 from bench.servers import ServerProcess
 from schema.ids import encode_id
 
@@ -202,8 +202,19 @@ async def run_ladder(server_url: str, *, quick: bool = False) -> list[Level]:
         else SLOWEST
     )
     levels: list[Level] = []
-    log_path = Path(tempfile.gettempdir()) / f"enrolink-bench-{os.getpid()}.log"
-    print(f"loading bench-500 (server logs: {log_path})")
+    with run_log("ladder") as log:
+        return await _run_levels(server_url, log.path, levels, fast, slow, slowest)
+
+
+async def _run_levels(
+    server_url: str,
+    log_path: Path,
+    levels: list[Level],
+    fast: list[Phase],
+    slow: list[Phase],
+    slowest: list[Phase],
+) -> list[Level]:
+    print(f"loading bench-500 (server logs, removed unless the run fails: {log_path})")
     async with bench_database(server_url) as url:
         await load(url, DATASETS["bench-500"])
         token = await _staff_token(url)

@@ -15,7 +15,6 @@ import asyncio
 import itertools
 import os
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -31,6 +30,7 @@ from bench.database import _admin_execute, bench_database, plain_url, with_datab
 from bench.datasets import DATASETS, load
 from bench.ladder import OCCURRENCE_ID, _enrolink_environment, _staff_token
 from bench.load import LoadResult, Phase, run_load
+from bench.logs import RunLog, run_log
 from bench.servers import ServerProcess, Transaction
 from bench.targets import Target, ratio_at_most, table
 from schema.ids import encode_id
@@ -161,70 +161,79 @@ def _line(label: str, result: LoadResult) -> str:
 
 async def run_mutations(server_url: str) -> tuple[list[str], list[Target]]:
     """Measure both mutations and the outbox lag; return the lines to print and the targets."""
-    lines: list[str] = []
-    targets: list[Target] = []
-    log_path = Path(tempfile.gettempdir()) / f"enrolink-bench-{os.getpid()}.log"
     suffix = uuid.uuid4().hex[:10]
     queues = {
         "ENROLINK_ROLL_UP_QUEUE": f"bench_roll_up_{suffix}",
         "ENROLINK_RECONCILE_QUEUE": f"bench_reconcile_{suffix}",
     }
     try:
-        async with bench_database(server_url) as url:
-            await load(url, DATASETS["bench-500"], progress=False)
-            link_pairs, results = await _targets(url)
-            token = await _staff_token(url)
-            headers = {"Authorization": f"Bearer {token}"}
-            async with copied_database(server_url, url) as replay_url:
-                environment = {
-                    **_enrolink_environment(url, True),
-                    **queues,
-                    "ENROLINK_BENCH_RECORD": "true",
-                }
-                links = _link_inputs(link_pairs)
-                records = _record_inputs(results)
-                with ServerProcess(
-                    "enrolink",
-                    url,
-                    occurrence_id=OCCURRENCE_ID,
-                    environment=environment,
-                    log_path=log_path,
-                    headers=headers,
-                ) as server:
-                    async with connection_pool(server.base_url) as client:
-                        phases = await _measure_over_http(client, headers, server, links, records)
-                        lines += [
-                            _line(f"{name} over HTTP", measured_result)
-                            for name, _, measured_result, _ in phases
-                            if measured_result is not None
-                        ]
-                        for name, phase, measured_result, transactions in phases:
-                            replayed = await _replay(
-                                plain_url(replay_url), transactions, phase.concurrency
-                            )
-                            if measured_result is None:
-                                continue
-                            statements = statistics.mean(len(t) for t in transactions)
-                            lines.append(
-                                _line(f"{name} statements sent with asyncpg", replayed)
-                                + f", {statements:.1f} statements per transaction"
-                            )
-                            targets.append(
-                                ratio_at_most(
-                                    f"{name} p95 at concurrency {phase.concurrency}: "
-                                    "over HTTP / its statements with asyncpg",
-                                    measured_result.p95,
-                                    replayed.p95,
-                                    3,
-                                    "ms",
-                                )
-                            )
-
-                        lines.append(
-                            await _outbox_lag(url, client, headers, records, environment, log_path)
-                        )
+        with run_log("mutations") as log:
+            return await _run_mutations(server_url, log, queues)
     finally:
         forget_queues(suffix)
+
+
+async def _run_mutations(
+    server_url: str, log: RunLog, queues: dict[str, str]
+) -> tuple[list[str], list[Target]]:
+    lines: list[str] = []
+    targets: list[Target] = []
+    log_path = log.path
+    async with bench_database(server_url) as url:
+        await load(url, DATASETS["bench-500"], progress=False)
+        link_pairs, results = await _targets(url)
+        token = await _staff_token(url)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with copied_database(server_url, url) as replay_url:
+            environment = {
+                **_enrolink_environment(url, True),
+                **queues,
+                "ENROLINK_BENCH_RECORD": "true",
+            }
+            links = _link_inputs(link_pairs)
+            records = _record_inputs(results)
+            with ServerProcess(
+                "enrolink",
+                url,
+                occurrence_id=OCCURRENCE_ID,
+                environment=environment,
+                log_path=log_path,
+                headers=headers,
+            ) as server:
+                async with connection_pool(server.base_url) as client:
+                    phases = await _measure_over_http(client, headers, server, links, records)
+                    lines += [
+                        _line(f"{name} over HTTP", measured_result)
+                        for name, _, measured_result, _ in phases
+                        if measured_result is not None
+                    ]
+                    for name, phase, measured_result, transactions in phases:
+                        replayed = await _replay(
+                            plain_url(replay_url), transactions, phase.concurrency
+                        )
+                        if measured_result is None:
+                            continue
+                        statements = statistics.mean(len(t) for t in transactions)
+                        lines.append(
+                            _line(f"{name} statements sent with asyncpg", replayed)
+                            + f", {statements:.1f} statements per transaction"
+                        )
+                        targets.append(
+                            ratio_at_most(
+                                f"{name} p95 at concurrency {phase.concurrency}: "
+                                "over HTTP / its statements with asyncpg",
+                                measured_result.p95,
+                                replayed.p95,
+                                3,
+                                "ms",
+                            )
+                        )
+
+                    lag = await _outbox_lag(url, client, headers, records, environment, log_path)
+                    if lag.startswith("outbox lag: none"):
+                        # The line points to the log, so it stays.
+                        log.keep()
+                    lines.append(lag)
     return lines, targets
 
 
