@@ -14,9 +14,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLRequestData
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     from cross_web import AsyncHTTPRequestAdapter
 
 log = structlog.get_logger(__name__)
+
+# The error code in the JSON body of each HTTP status that Strawberry's view rejects with.
+_HTTP_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
 # Takes the outbox messages of a committed transaction and returns at once: it only queues them
 # (workers.publisher.OutboxPublisher sends them in a task of its own).
@@ -98,11 +102,28 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
                     return await super().run(
                         request, context=request_context, root_value=root_value
                     )
+            except HTTPException as error:
+                # Strawberry rejects a request it cannot read (a body that is not JSON, no
+                # query, a mutation sent with GET) with a plain-text body. Clients get the
+                # same errors list as for every other rejection instead.
+                return _rejected_request(error, request_id)
             finally:
                 # A field cancelled because a sibling failed finishes its statement under the
                 # lock (see schema.context.run_to_completion); wait for it before the rollback.
                 async with request_context.lock:
                     pass
+
+    def decode_json(self, data: str | bytes) -> object:
+        """Decode JSON from the request; invalid JSON gets a 400 giving the line and column."""
+        try:
+            return json.loads(data)
+        except json.JSONDecodeError as error:
+            raise HTTPException(
+                400,
+                f"The request is not valid JSON: {error.msg} at line {error.lineno}, column "
+                f"{error.colno}. Send a JSON object with the document in its query field, "
+                'such as {"query": "{ __typename }"}.',
+            ) from error
 
     def encode_json(self, data: object) -> str | bytes:
         """Encode a response; compiled ``data`` is spliced in as the bytes PostgreSQL built."""
@@ -169,3 +190,12 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
         except Exception:
             # The read's result is still returned, and a later request records the token's use.
             log.warning("auth.last_used_not_saved", request_id=context.request_id, exc_info=True)
+
+
+def _rejected_request(error: HTTPException, request_id: str) -> JSONResponse:
+    code = _HTTP_ERROR_CODES.get(error.status_code, "BAD_REQUEST")
+    log.info("graphql.request_rejected", request_id=request_id, code=code, error=error.reason)
+    return JSONResponse(
+        {"errors": [{"message": error.reason, "extensions": {"code": code}}]},
+        status_code=error.status_code,
+    )

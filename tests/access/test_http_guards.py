@@ -70,8 +70,40 @@ async def test_get_mutation_rejected(graphql: GraphQLClient) -> None:
     )
 
     assert response.status_code == 400
-    assert "mutations are not allowed when using GET" in response.text
+    error = response.json()["errors"][0]
+    assert "mutations are not allowed when using GET" in error["message"]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
     assert await _unit_count(graphql) == 0
+
+
+async def test_malformed_json_gets_json_error(graphql: GraphQLClient) -> None:
+    response = await graphql.http.post(
+        "/graphql",
+        content='{"query": ',
+        headers=_auth(graphql, **{"Content-Type": "application/json"}),
+    )
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["errors"][0]
+    assert error["message"] == (
+        "The request is not valid JSON: Expecting value at line 1, column 11. Send a JSON "
+        'object with the document in its query field, such as {"query": "{ __typename }"}.'
+    )
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+
+
+async def test_body_without_query_gets_json_error(graphql: GraphQLClient) -> None:
+    response = await graphql.http.post(
+        "/graphql",
+        content=json.dumps({"variables": {}}),
+        headers=_auth(graphql, **{"Content-Type": "application/json"}),
+    )
+
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["message"] == "No GraphQL query found in the request"
+    assert error["extensions"]["code"] == "BAD_REQUEST"
 
 
 async def test_get_query_with_token_served(graphql: GraphQLClient) -> None:
