@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import os
 import random
 import threading
@@ -30,7 +31,7 @@ from celery.signals import (
 from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from enrolink.logging import configure_logging
+from enrolink.logging import configure_logging, root_handler
 from enrolink.settings import Settings, get_settings
 from models.db import create_engine_from_settings, create_sessionmaker
 from models.tables import OutboxMessage
@@ -159,6 +160,48 @@ def _configure_celery_logging(**_: Any) -> None:
         level=settings.log_level,
         development=settings.is_development,
     )
+    filter_routine_tasks(current_app)
+
+
+def filter_routine_tasks(app: Any) -> None:
+    """Install :class:`RoutineTaskFilter` for ``app`` on the log handler, once per process."""
+    handler = root_handler()
+    if not any(isinstance(existing, RoutineTaskFilter) for existing in handler.filters):
+        handler.addFilter(RoutineTaskFilter(app))
+
+
+class RoutineTaskFilter(logging.Filter):
+    """Leave Celery's INFO lines about the runs of ``quiet_when_idle`` tasks out of the log.
+
+    Beat sends the outbox relay every few seconds, and for each run beat logs that it sent it and
+    the worker that it received it and that it succeeded: four lines every 5 s in an idle
+    service. They still appear when the log level is DEBUG. The task's own events, which describe
+    what it did, are not Celery's and are not filtered, and errors are above INFO.
+    """
+
+    def __init__(self, app: Any) -> None:
+        super().__init__()
+        self.app = app
+
+    def _is_routine(self, task_name: object) -> bool:
+        task = self.app.tasks.get(task_name) if isinstance(task_name, str) else None
+        return bool(getattr(task, "quiet_when_idle", False))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not self._names_routine_task(record):
+            return True
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+    def _names_routine_task(self, record: logging.LogRecord) -> bool:
+        if record.name in ("celery.worker.strategy", "celery.app.trace"):
+            # Celery passes the task's fields as ``extra={"data": ...}`` for log handlers.
+            data = getattr(record, "data", None)
+            return isinstance(data, dict) and self._is_routine(data.get("name"))
+        if record.name == "celery.beat":
+            # "Scheduler: Sending due task %s (%s)" with the entry's name and the task's.
+            arguments = record.args if isinstance(record.args, tuple) else ()
+            return len(arguments) == 2 and self._is_routine(arguments[1])
+        return False
 
 
 # Connected by call rather than decorator, which Celery's missing type hints would leave untyped.
@@ -216,6 +259,9 @@ class EnrolinkTask(Task):  # type: ignore[misc]  # Celery ships no type hints.
     # Kwargs that are not in the function's signature fail at the worker, where they are logged,
     # rather than at send time in the API, which publishes by name and cannot check them.
     typing = False
+    # A task that beat runs every few seconds logs its start, and an end with nothing done
+    # (every count 0), at DEBUG, so an idle service does not fill the INFO log.
+    quiet_when_idle = False
 
     @property
     def enrolink_settings(self) -> Settings:
@@ -228,7 +274,9 @@ class EnrolinkTask(Task):  # type: ignore[misc]  # Celery ships no type hints.
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         fields = log_fields(self.request.id, self.name, kwargs)
         with structlog.contextvars.bound_contextvars(**fields):
-            log.info("task.started", retries=self.request.retries or 0)
+            (log.debug if self.quiet_when_idle else log.info)(
+                "task.started", retries=self.request.retries or 0
+            )
             started = time.monotonic()
             try:
                 result = self.run(*args, **kwargs)
@@ -238,7 +286,8 @@ class EnrolinkTask(Task):  # type: ignore[misc]  # Celery ships no type hints.
                 self._handle_error(error, kwargs)
                 raise
             counts = result if isinstance(result, dict) else {}
-            log.info(
+            idle = self.quiet_when_idle and not any(counts.values())
+            (log.debug if idle else log.info)(
                 "task.finished",
                 duration_ms=round((time.monotonic() - started) * 1000, 1),
                 **counts,

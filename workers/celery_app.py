@@ -133,7 +133,10 @@ def _register_tasks(app: EnrolinkCelery) -> None:
     # would put Enrolink's tasks into unrelated apps (a test's) and clash with their names.
     app.task(name=ROLL_UP_TASK, bind=True, shared=False)(roll_up_task)
     app.task(name=RECONCILE_TASK, bind=True, shared=False)(reconcile_task)
-    app.task(name=RELAY_OUTBOX_TASK, bind=True, shared=False)(relay_outbox_task)
+    # Beat sends the relay every few seconds; its runs that find nothing are logged at DEBUG.
+    app.task(name=RELAY_OUTBOX_TASK, bind=True, shared=False, quiet_when_idle=True)(
+        relay_outbox_task
+    )
 
 
 def create_celery_app(settings: Settings) -> EnrolinkCelery:

@@ -16,6 +16,7 @@ from enrolink.logging import configure_logging
 from enrolink.settings import Settings
 from models.db import create_engine_from_settings, create_sessionmaker
 from models.tables import ReconciliationRun
+from workers.base import filter_routine_tasks
 from workers.celery_app import create_celery_app
 from workers.metrics import install_worker_metrics
 from workers.reconciliation import run_reconciliation
@@ -130,6 +131,8 @@ def run_beat(settings: Settings) -> None:
     """
     _configure_logging(settings, settings.log_level)
     app = create_celery_app(settings)
+    # Beat configures logging here, not through Celery's setup_logging signal as the worker does.
+    filter_routine_tasks(app)
     schedule = beat_schedule_path(settings)
     log.info("beat.started", schedule=str(schedule))
     app.Beat(schedule=str(schedule), loglevel=settings.log_level, quiet=True).run()
