@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models.outbox import ROLL_UP_TASK
-from tests.workers.conftest import WorkerStack, wait_until
+from tests.workers.conftest import FAST_RELAY, WorkerStack, wait_until
 from workers.celery_app import RELAY_OUTBOX_TASK
 
 # Beat sends the relay every second, so this many seconds of an idle service see several runs.
@@ -32,13 +32,7 @@ async def test_idle_relay_runs_log_nothing_at_info(
     tmp_path: Path,
 ) -> None:
     stack = WorkerStack(
-        database_url=database_url,
-        redis_url=redis_url,
-        folder=tmp_path,
-        overrides={
-            "ENROLINK_OUTBOX_RELAY_INTERVAL_SECONDS": "1",
-            "ENROLINK_OUTBOX_PUBLISH_GRACE_SECONDS": "1",
-        },
+        database_url=database_url, redis_url=redis_url, folder=tmp_path, overrides=dict(FAST_RELAY)
     )
     try:
         worker = stack.start_worker()

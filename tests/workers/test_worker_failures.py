@@ -24,7 +24,7 @@ from tests.workers.builders import (
     minutes,
     results_by_unit,
 )
-from tests.workers.conftest import PrivateRedis, WorkerStack, wait_until
+from tests.workers.conftest import FAST_RELAY, PrivateRedis, WorkerStack, wait_until
 from workers.publisher import publish_pending
 
 ACHIEVED = Outcome.COMPETENCY_ACHIEVED.value
@@ -156,10 +156,7 @@ async def test_relay_publishes_after_redis_returns(
         database_url=database_url,
         redis_url=private_redis.url,
         folder=tmp_path,
-        overrides={
-            "ENROLINK_OUTBOX_RELAY_INTERVAL_SECONDS": "1",
-            "ENROLINK_OUTBOX_PUBLISH_GRACE_SECONDS": "1",
-        },
+        overrides=dict(FAST_RELAY),
     )
     try:
         worker = stack.start_worker()
