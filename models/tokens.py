@@ -28,6 +28,8 @@ TOKEN_RANDOM_BYTES = 32
 # The hex digits of the SHA-256 that `token list` shows and `token revoke` accepts.
 FINGERPRINT_LENGTH = 12
 MIN_FINGERPRINT_LENGTH = 8
+# The largest value of the id column (bigint); a longer number can only be a fingerprint.
+_MAX_TOKEN_ID = 2**63 - 1
 # last_used_at is written at most once per this interval and token, so a busy token does not
 # turn every read request into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -250,18 +252,18 @@ async def list_tokens(session: AsyncSession) -> Sequence[tuple[ApiToken, str | N
 async def find_token(session: AsyncSession, identifier: str) -> ApiToken:
     """Return the token named by its id, a fingerprint prefix, or the secret itself."""
     identifier = identifier.strip()
-    if identifier.isdigit():
-        token = await session.get(ApiToken, int(identifier))
-        if token is None:
-            raise DomainError(ErrorCode.NOT_FOUND, f"There is no token with id {identifier}.")
-        return token
-
     if identifier.startswith(TOKEN_PREFIX):
         token = await session.scalar(
             select(ApiToken).where(ApiToken.token_hash == hash_token(identifier))
         )
         if token is None:
             raise DomainError(ErrorCode.NOT_FOUND, "No token matches the token given.")
+        return token
+
+    if identifier.isdigit() and len(identifier) < MIN_FINGERPRINT_LENGTH:
+        token = await session.get(ApiToken, int(identifier))
+        if token is None:
+            raise DomainError(ErrorCode.NOT_FOUND, f"There is no token with id {identifier}.")
         return token
 
     prefix = identifier.lower()
@@ -272,18 +274,26 @@ async def find_token(session: AsyncSession, identifier: str) -> ApiToken:
             f"{identifier!r} is neither a token id nor a fingerprint of at least "
             f"{MIN_FINGERPRINT_LENGTH} hex digits; take either from `enrolink token list`.",
         )
-    matches = (
-        await session.scalars(
-            select(ApiToken).where(ApiToken.token_hash.startswith(prefix)).limit(2)
-        )
-    ).all()
+    matches = list(
+        (
+            await session.scalars(
+                select(ApiToken).where(ApiToken.token_hash.startswith(prefix)).limit(2)
+            )
+        ).all()
+    )
+    if identifier.isdigit() and int(identifier) <= _MAX_TOKEN_ID:
+        # About one fingerprint in 300 has only decimal digits in its first 12 characters, so
+        # a long number may be either; it is ambiguous only if it names two tokens.
+        by_id = await session.get(ApiToken, int(identifier))
+        if by_id is not None and by_id not in matches:
+            matches.append(by_id)
     if not matches:
         raise DomainError(ErrorCode.NOT_FOUND, f"No token has a fingerprint starting {prefix}.")
     if len(matches) > 1:
         raise DomainError(
             ErrorCode.INVALID_INPUT,
-            f"More than one token has a fingerprint starting {prefix}; give more digits or the "
-            "token id.",
+            f"More than one token has a fingerprint or id matching {prefix}; give more digits of "
+            "the fingerprint, or the token id.",
         )
     return matches[0]
 

@@ -247,6 +247,28 @@ async def test_revoke_by_id_fingerprint_or_secret(session: AsyncSession) -> None
     assert by_secret.token.revoked_at is not None
 
 
+async def test_revoke_by_fingerprint_of_digits(session: AsyncSession) -> None:
+    # About one fingerprint in 300 has no letter in it, so it reads as a number.
+    issued = await create_token(session, role=TokenRole.STAFF, name="digits")
+    issued.token.token_hash = "123456789012" + issued.token.token_hash[12:]
+    await session.flush()
+
+    await revoke_token(session, fingerprint(issued.token))
+
+    assert fingerprint(issued.token) == "123456789012"
+    assert issued.token.revoked_at is not None
+
+
+async def test_revoke_unknown_long_number_not_found(session: AsyncSession) -> None:
+    await create_token(session, role=TokenRole.STAFF, name="other")
+
+    with pytest.raises(DomainError) as raised:
+        await revoke_token(session, "99999999999999999999999")
+
+    assert raised.value.code is ErrorCode.NOT_FOUND
+    assert "No token has a fingerprint starting 99999999999999999999999." in str(raised.value)
+
+
 async def test_revoke_twice_keeps_first_time(session: AsyncSession) -> None:
     issued = await create_token(session, role=TokenRole.STAFF, name="ops")
     first = await revoke_token(session, str(issued.token.id))
