@@ -282,8 +282,8 @@ async def find_token(session: AsyncSession, identifier: str) -> ApiToken:
         ).all()
     )
     if identifier.isdigit() and int(identifier) <= _MAX_TOKEN_ID:
-        # About one fingerprint in 300 has only decimal digits in its first 12 characters, so
-        # a long number may be either; it is ambiguous only if it names two tokens.
+        # About one fingerprint in 300 has only decimal digits in its first 12 characters. So a
+        # long number may be either, and it is ambiguous only if it names two tokens.
         by_id = await session.get(ApiToken, int(identifier))
         if by_id is not None and by_id not in matches:
             matches.append(by_id)
