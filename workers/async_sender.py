@@ -32,7 +32,7 @@ from kombu.transport import memory
 from kombu.utils.json import dumps, loads
 
 from models.outbox import PendingMessage
-from workers.task_messages import PublishOutcome, message_kwargs, task_options
+from workers.task_messages import PublishOutcome, task_options
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +81,7 @@ class _MessageTemplate:
     def render(self, message: PendingMessage, *, task_id: str, delivery_tag: str) -> dict[str, Any]:
         """Return the envelope for ``message`` with the given task id and delivery tag."""
         options = task_options(message)
-        body = dumps([[], message_kwargs(message), self._embed])  # type: ignore[no-untyped-call]
+        body = dumps([[], options["kwargs"], self._embed])  # type: ignore[no-untyped-call]
         return {
             **self._envelope,
             "body": base64.b64encode(body.encode()).decode(),

@@ -173,8 +173,8 @@ def filter_routine_tasks(app: Any) -> None:
 class RoutineTaskFilter(logging.Filter):
     """Leave Celery's INFO lines about the runs of ``quiet_when_idle`` tasks out of the log.
 
-    Beat sends the outbox relay every few seconds, and for each run beat logs that it sent it and
-    the worker that it received it and that it succeeded: four lines every 5 s in an idle
+    Beat sends the outbox relay every few seconds. For each run, beat logs that it sent it, and
+    the worker that it received it and that it succeeded: three lines every 5 s in an idle
     service. They still appear when the log level is DEBUG. The task's own events, which describe
     what it did, are not Celery's and are not filtered, and errors are above INFO.
     """

@@ -102,10 +102,7 @@ async def _send_in_thread(celery_app: Any, messages: list[PendingMessage]) -> li
     except Exception as error:
         # Only loading the app and its settings can fail here (no ENROLINK_REDIS_URL, say).
         outcome = PublishOutcome.none_sent(messages, error)
-    if outcome.unsent:
-        log.warning(
-            "outbox.publish_failed", **id_fields("outbox_ids", outcome.unsent), error=outcome.error
-        )
+    outcome.log_unsent()
     return outcome.published
 
 
@@ -220,12 +217,7 @@ class OutboxPublisher:
 
     async def _send(self, batch: list[PendingMessage]) -> None:
         outcome = await self._sender.send(batch)
-        if outcome.unsent:
-            log.warning(
-                "outbox.publish_failed",
-                **id_fields("outbox_ids", outcome.unsent),
-                error=outcome.error,
-            )
+        outcome.log_unsent()
         self._sent.extend(outcome.published)
 
     async def _stamp(self) -> None:

@@ -95,11 +95,7 @@ async def relay_outbox(
                     publish_count=publish_count,
                 )
         if outcome.unsent:
-            log.warning(
-                "outbox.publish_failed",
-                **id_fields("outbox_ids", outcome.unsent),
-                error=outcome.error,
-            )
+            outcome.log_unsent()
             break
         if outcome.published:
             log.info("outbox.relayed", **id_fields("outbox_ids", outcome.published))

@@ -6,7 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
+from models.log_fields import id_fields
 from models.outbox import PendingMessage
+
+log = structlog.get_logger(__name__)
 
 # Celery shows kwargsrepr in task events and logs. Its saferepr of the arguments took about a
 # sixth of the CPU of a send (Celery 5.7). A plain repr, cut to this length, shows the same.
@@ -28,6 +33,13 @@ class PublishOutcome:
     @classmethod
     def none_sent(cls, messages: Sequence[PendingMessage], error: Exception) -> PublishOutcome:
         return cls(unsent=[message.outbox_id for message in messages], error=repr(error))
+
+    def log_unsent(self) -> None:
+        """Log the unsent rows, if any, as ``outbox.publish_failed`` with the error."""
+        if self.unsent:
+            log.warning(
+                "outbox.publish_failed", **id_fields("outbox_ids", self.unsent), error=self.error
+            )
 
 
 def message_kwargs(message: PendingMessage) -> dict[str, Any]:
