@@ -113,16 +113,19 @@ class EnrolinkGraphQL(GraphQL[Context, None]):
                 async with request_context.lock:
                     pass
 
-    def decode_json(self, data: str | bytes) -> object:
-        """Decode JSON from the request; invalid JSON gets a 400 giving the line and column."""
+    def parse_json(self, data: str | bytes) -> Any:
+        """Parse JSON from an HTTP request; invalid JSON gets a 400 giving the line and column.
+
+        Strawberry parses a POST body, and a GET request's variables and extensions, with this.
+        """
         try:
-            return json.loads(data)
+            return self.decode_json(data)
         except json.JSONDecodeError as error:
             raise HTTPException(
                 400,
-                f"The request is not valid JSON: {error.msg} at line {error.lineno}, column "
-                f"{error.colno}. Send a JSON object with the document in its query field, "
-                'such as {"query": "{ __typename }"}.',
+                f"The request contains invalid JSON: {error.msg} at line {error.lineno}, column "
+                f"{error.colno}. Send a POST body as a JSON object with the document in its "
+                'query field, such as {"query": "{ __typename }"}.',
             ) from error
 
     def encode_json(self, data: object) -> str | bytes:

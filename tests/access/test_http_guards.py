@@ -87,9 +87,23 @@ async def test_malformed_json_gets_json_error(graphql: GraphQLClient) -> None:
     assert response.headers["content-type"] == "application/json"
     error = response.json()["errors"][0]
     assert error["message"] == (
-        "The request is not valid JSON: Expecting value at line 1, column 11. Send a JSON "
-        'object with the document in its query field, such as {"query": "{ __typename }"}.'
+        "The request contains invalid JSON: Expecting value at line 1, column 11. Send a POST "
+        'body as a JSON object with the document in its query field, such as {"query": '
+        '"{ __typename }"}.'
     )
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+
+
+async def test_get_invalid_variables_json_error(graphql: GraphQLClient) -> None:
+    response = await graphql.http.get(
+        "/graphql",
+        params={"query": "{ partners { code } }", "variables": "{"},
+        headers=_auth(graphql),
+    )
+
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["message"].startswith("The request contains invalid JSON: ")
     assert error["extensions"]["code"] == "BAD_REQUEST"
 
 
