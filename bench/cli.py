@@ -43,15 +43,16 @@ def _ladder(server_url: str, quick: bool) -> list[Target]:
 
     load_before = _load_average()
     levels = asyncio.run(run_ladder(server_url, quick=quick))
+    same = same_data(levels)
     print()
     _print_setting(load_before)
-    print(f"all levels returned the same data: {'yes' if same_data(levels) else 'NO'}")
+    print(f"all levels returned the same data: {'yes' if same else 'NO'}")
     print()
     print(ladder_table(levels))
     print()
     targets, lines = ratios(levels)
     print("\n".join(lines))
-    if not same_data(levels):
+    if not same:
         targets.append(Target("nested read: every level returns the same data", "no", "yes", False))
     return targets
 
@@ -156,8 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     if arguments.command != "serve":
         from enrolink.logging import configure_logging
 
-        # The reconciler and the roll-ups run in this process too. Their INFO events (one per
-        # batch) would come between the figures, and the server and worker logs have them.
+        # The reconciler and the roll-ups run in this process too, and their INFO events (one
+        # per batch) would come between the figures.
         configure_logging(level="WARNING")
 
     if arguments.command == "dataset":

@@ -188,6 +188,20 @@ def _enrolink_environment(url: str, compiled: bool) -> dict[str, str]:
     }
 
 
+def enrolink_server(
+    url: str, environment: dict[str, str], log_path: Path, headers: dict[str, str]
+) -> ServerProcess:
+    """Return a bench server of Enrolink for bench-500's occurrence, to use with ``with``."""
+    return ServerProcess(
+        "enrolink",
+        url,
+        occurrence_id=OCCURRENCE_ID,
+        environment=environment,
+        log_path=log_path,
+        headers=headers,
+    )
+
+
 async def run_ladder(server_url: str, *, quick: bool = False) -> list[Level]:
     """Load bench-500 into a database of its own, measure every level, drop the database."""
     fast = (
@@ -244,14 +258,7 @@ async def _run_levels(
                 )
             )
             print(f"L5: Enrolink over HTTP through uvicorn, {label}")
-            with ServerProcess(
-                "enrolink",
-                url,
-                occurrence_id=OCCURRENCE_ID,
-                environment=environment,
-                log_path=log_path,
-                headers=headers,
-            ) as server:
+            with enrolink_server(url, environment, log_path, headers) as server:
                 levels.append(
                     await _measure_server(server, "L5", f"HTTP, {label}", phases, graphql=True)
                 )

@@ -15,10 +15,10 @@ class RunLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.kept = False
+        self.keep_after_run = False
 
     def keep(self) -> None:
-        self.kept = True
+        self.keep_after_run = True
 
 
 @contextmanager
@@ -26,8 +26,8 @@ def run_log(name: str) -> Iterator[RunLog]:
     """Yield a new log file in the temporary folder, removed at the end unless needed.
 
     After an error, or when ``keep()`` was called because a figure points to the file, the
-    file stays and its path is printed. A bench run of each command would otherwise leave up
-    to a megabyte of worker logs behind.
+    file stays and its path is printed. Otherwise every bench command would leave its logs
+    behind, about a megabyte for a Celery worker's.
     """
     log = RunLog(Path(tempfile.gettempdir()) / f"enrolink-bench-{name}-{uuid.uuid4().hex[:10]}.log")
     try:
@@ -36,7 +36,7 @@ def run_log(name: str) -> Iterator[RunLog]:
         log.keep()
         raise
     finally:
-        if log.kept:
+        if log.keep_after_run:
             print(f"the servers' and workers' log is kept: {log.path}", file=sys.stderr)
         else:
             log.path.unlink(missing_ok=True)

@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -28,7 +27,7 @@ from bench.celery_bench import _start_worker, _stop_worker, forget_queues, redis
 from bench.client import ConnectionPool, connection_pool
 from bench.database import _admin_execute, bench_database, plain_url, with_database
 from bench.datasets import DATASETS, load
-from bench.ladder import OCCURRENCE_ID, _enrolink_environment, _staff_token
+from bench.ladder import _enrolink_environment, _staff_token, enrolink_server
 from bench.load import LoadResult, Phase, run_load
 from bench.logs import RunLog, run_log
 from bench.servers import ServerProcess, Transaction
@@ -178,7 +177,6 @@ async def _run_mutations(
 ) -> tuple[list[str], list[Target]]:
     lines: list[str] = []
     targets: list[Target] = []
-    log_path = log.path
     async with bench_database(server_url) as url:
         await load(url, DATASETS["bench-500"], progress=False)
         link_pairs, results = await _targets(url)
@@ -192,14 +190,7 @@ async def _run_mutations(
             }
             links = _link_inputs(link_pairs)
             records = _record_inputs(results)
-            with ServerProcess(
-                "enrolink",
-                url,
-                occurrence_id=OCCURRENCE_ID,
-                environment=environment,
-                log_path=log_path,
-                headers=headers,
-            ) as server:
+            with enrolink_server(url, environment, log.path, headers) as server:
                 async with connection_pool(server.base_url) as client:
                     phases = await _measure_over_http(client, headers, server, links, records)
                     lines += [
@@ -229,11 +220,7 @@ async def _run_mutations(
                             )
                         )
 
-                    lag = await _outbox_lag(url, client, headers, records, environment, log_path)
-                    if lag.startswith("outbox lag: none"):
-                        # The line points to the log, so it stays.
-                        log.keep()
-                    lines.append(lag)
+                    lines.append(await _outbox_lag(url, client, headers, records, environment, log))
     return lines, targets
 
 
@@ -272,14 +259,14 @@ async def _outbox_lag(
     headers: dict[str, str],
     records: Iterator[dict[str, Any]],
     environment: dict[str, str],
-    log_path: Path,
+    log: RunLog,
 ) -> str:
     """Start a worker, drain the outbox, send a burst of recordResult and time its roll-ups."""
     worker_environment = {
         key: value for key, value in environment.items() if key != "ENROLINK_BENCH_RECORD"
     }
     worker_environment["ENROLINK_REDIS_URL"] = redis_url()
-    worker = _start_worker({**os.environ, **worker_environment}, log_path, 2)
+    worker = _start_worker({**os.environ, **worker_environment}, log.path, 2)
     connection = await asyncpg.connect(plain_url(url))
     try:
         waiting = "SELECT count(*) FROM outbox WHERE processed_at IS NULL"
@@ -317,7 +304,9 @@ async def _outbox_lag(
         _stop_worker(worker)
     values = [row["lag"] for row in lags]
     if not values:
-        return f"outbox lag: none of the {total} roll-ups of the burst finished; see {log_path}"
+        # The line points to the log, so the log stays.
+        log.keep()
+        return f"outbox lag: none of the {total} roll-ups of the burst finished; see {log.path}"
     p95 = values[min(len(values) - 1, round(0.95 * len(values)))]
     return (
         f"outbox lag under a burst of {sent.requests:,} recordResult at concurrency "
