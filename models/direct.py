@@ -32,8 +32,8 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import SessionTransaction, make_transient_to_detached
-from sqlalchemy.orm.attributes import instance_dict, set_committed_value
+from sqlalchemy.orm import SessionTransaction
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn, immutabledict
@@ -296,9 +296,10 @@ class EntityLoader:
     """Turn the columns of one mapped class in a direct statement's rows into session objects.
 
     Select the class's table columns in table order (``*Model.__table__.columns``) and pass
-    the position of the first one. Each object is attached to the session as if a query had
-    loaded it. A new one joins the identity map with no pending changes. One that the session
-    has loaded already is refreshed with the row's values, as ``populate_existing`` would.
+    the position of the first one, or pass every column's value to ``attach``. Each object is
+    attached to the session as if a query had loaded it. A new one joins the identity map with
+    no pending changes. One that the session has loaded already is refreshed with the row's
+    values, as ``populate_existing`` would.
     """
 
     def __init__(self, model: type[Any]) -> None:
@@ -313,7 +314,7 @@ class EntityLoader:
             raise TypeError(
                 f"{model.__name__} has a composite primary key, which is not supported."
             )
-        self._key_position = self.columns.index(primary_key[0])
+        self._key = mapper.get_property_by_column(primary_key[0]).key
 
     def load(self, session: AsyncSession, row: Any, offset: int = 0) -> Any:
         """Return the object for the row's columns from ``offset``, attached to ``session``."""
@@ -321,17 +322,35 @@ class EntityLoader:
         for position, (key, process) in enumerate(zip(self._keys, self._processors, strict=True)):
             value = row[offset + position]
             values[key] = process(value) if process is not None else value
-        identity = self._mapper.identity_key_from_primary_key([row[offset + self._key_position]])
-        existing = session.identity_map.get(identity)
+        return self.attach(session, values)
+
+    def attach(self, session: AsyncSession, values: dict[str, Any]) -> Any:
+        """Return the object with these values, one for every column, attached to ``session``.
+
+        A new object is attached the way SQLAlchemy's own loading attaches a row: it gets its
+        identity key, joins the identity map and has its values committed. The public way,
+        ``make_transient_to_detached`` and then ``Session.add``, took about 55 microseconds
+        per EnrolmentLink in a loop against 3.5 this way, because ``add`` cascades along every
+        relationship. In the server it saved about 0.05 ms of CPU per mutation.
+
+        NOTE: ``_add_unpresent`` and ``_commit_all`` are SQLAlchemy internals (2.0 and 2.1).
+        The mutation tests go through here, so a release that changes them fails those tests.
+        """
+        identity = self._mapper.identity_key_from_primary_key([values[self._key]])
+        sync_session = session.sync_session
+        identity_map = sync_session.identity_map
+        existing = identity_map.get(identity)
         if existing is not None:
             for key, value in values.items():
                 set_committed_value(existing, key, value)
             return existing
         instance = self._mapper.class_manager.new_instance()
+        state = instance_state(instance)
         # A new instance has no attribute history yet, so the values go straight into its
-        # dictionary, as the ORM's own loading does. make_transient_to_detached then records
-        # them as loaded.
-        instance_dict(instance).update(values)
-        make_transient_to_detached(instance)
-        session.add(instance)
+        # dictionary, as the ORM's own loading does.
+        state.dict.update(values)
+        state.key = identity
+        state.session_id = sync_session.hash_key
+        identity_map._add_unpresent(state, identity)
+        state._commit_all(state.dict, identity_map)
         return instance

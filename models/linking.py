@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased, make_transient_to_detached
+from sqlalchemy.orm import aliased
 
 from models.direct import DirectStatement, EntityLoader
 from models.enrolment_locks import (
@@ -153,17 +153,18 @@ async def _insert_link(
             },
         )
     )[0]
-    link = EnrolmentLink(
-        id=row["id"],
-        administrative_enrolment_id=administrative_id,
-        session_enrolment_id=session_id,
-        linked_at=row["linked_at"],
-        linked_by=linked_by,
-        unlinked_at=None,
-        unlink_reason=None,
+    link: EnrolmentLink = _LINKS.attach(
+        session,
+        {
+            "id": row["id"],
+            "administrative_enrolment_id": administrative_id,
+            "session_enrolment_id": session_id,
+            "linked_at": row["linked_at"],
+            "linked_by": linked_by,
+            "unlinked_at": None,
+            "unlink_reason": None,
+        },
     )
-    make_transient_to_detached(link)
-    session.add(link)
     return link
 
 
