@@ -325,7 +325,7 @@ class EntityLoader:
         return self.attach(session, values)
 
     def attach(self, session: AsyncSession, values: dict[str, Any]) -> Any:
-        """Return the object with these values, one for every column, attached to ``session``.
+        """Attach the object with one value for every column to ``session``, and return it.
 
         A new object is attached the way SQLAlchemy's own loading attaches a row: it gets its
         identity key, joins the identity map and has its values committed. The public way,
@@ -336,6 +336,15 @@ class EntityLoader:
         NOTE: ``_add_unpresent`` and ``_commit_all`` are SQLAlchemy internals (2.0 and 2.1).
         The mutation tests go through here, so a release that changes them fails those tests.
         """
+        if len(values) != len(self._keys):
+            # A new object would lack the missing attributes, and reading one later would try
+            # a lazy load, which fails in async code far from this call.
+            missing = ", ".join(sorted(set(self._keys) - values.keys())) or "none"
+            unknown = ", ".join(sorted(values.keys() - set(self._keys))) or "none"
+            raise ValueError(
+                f"{self.model.__name__} needs a value for every column (missing: {missing}; "
+                f"not a column: {unknown}). Pass one value under each column's attribute name."
+            )
         identity = self._mapper.identity_key_from_primary_key([values[self._key]])
         sync_session = session.sync_session
         identity_map = sync_session.identity_map

@@ -289,6 +289,39 @@ async def test_loaded_object_changes_are_flushed(
         assert stored.location == "Room 4"
 
 
+async def test_attach_rejects_missing_column(session: AsyncSession) -> None:
+    with pytest.raises(ValueError) as raised:
+        OCCURRENCES.attach(session, {"id": 1, "name": "No location", "room": "4"})
+
+    message = str(raised.value)
+    assert "location" in message.split("missing: ")[1].split(";")[0]
+    assert "not a column: room" in message
+    assert "Pass one value under each column's attribute name" in message
+    assert not session.identity_map
+
+
+async def test_attached_object_flushes_nothing(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    occurrence_id = await _committed_occurrence(sessionmaker)
+    statements: list[str] = []
+
+    def record(_connection: Any, _cursor: Any, statement: str, *_arguments: Any) -> None:
+        statements.append(statement)
+
+    async with sessionmaker() as session:
+        loaded = await _load_occurrence(session, occurrence_id)
+        event.listen(engine.sync_engine, "before_cursor_execute", record)
+        try:
+            await session.flush()
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+        assert statements == []
+        assert not session.new
+        assert inspect(loaded).key == (Occurrence, (occurrence_id,), None)
+
+
 PARTNER_CODES_BY_IDS = IdListStatement(
     lambda ids_match: select(Partner.code).where(ids_match(Partner.id)).order_by(Partner.id)
 )
